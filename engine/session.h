@@ -1,0 +1,59 @@
+#pragma once
+// Executes a Model on batches. Construction checks that every op, attribute
+// and dtype is supported (one error listing everything that is not) and
+// builds an execution plan; run() is const and thread-safe, so one Session
+// can serve many concurrent batches (calibration, sensitivity variants).
+//
+// Parallelism: kernels use oneTBB inside the caller's task arena; the caller
+// decides the thread budget (tbb::task_arena / tbb::global_control). Results
+// are bit-identical for any thread count and any batch size: work is split
+// per image, never across a reduction.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/graph.h"
+#include "engine/tensor.h"
+
+namespace qpipe {
+
+struct SessionOptions {
+  // How QuantizeLinear/DequantizeLinear-wrapped ops are executed.
+  //  reference: every Q and DQ as the ONNX spec defines, float32 between them.
+  // Further modes (exact integer, ort-avx2) are selected here as they land.
+  std::string exec_mode = "reference";
+  // Evaluate in float64: float32 initializers and feeds are widened, every
+  // float op runs in double with the reference kernels. For tests and for
+  // measuring the FP32 engine's own rounding error.
+  bool float64 = false;
+};
+
+class Session {
+ public:
+  explicit Session(Model model, SessionOptions options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const Model& model() const;
+  const std::string& input_name() const;  // the first graph input
+
+  // Runs one batch. `feeds` maps graph input names to tensors whose first
+  // dimension is the batch. `fetch` names any tensors of the graph (outputs or
+  // intermediates: the activation taps); the results come in that order.
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& feeds,
+                          const std::vector<std::string>& fetch) const;
+  // Single-input convenience; fetches the graph outputs.
+  std::vector<Tensor> run(const Tensor& input) const;
+
+  // Names of every tensor the graph computes, in execution order.
+  std::vector<std::string> computed_tensors() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qpipe

@@ -1,0 +1,16 @@
+#pragma once
+// Subcommands of the `qpipe` CLI. Each takes the arguments after its name and
+// returns the process exit code; PtqError escaping a command is turned into
+// its ErrorKind's exit code by main().
+
+#include <string>
+#include <vector>
+
+namespace qpipe::cli {
+
+using Args = std::vector<std::string>;
+
+int cmd_eval(const Args& args);
+int cmd_inspect(const Args& args);
+
+}  // namespace qpipe::cli
