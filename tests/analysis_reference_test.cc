@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "engine/io/cifar10.h"
+#include "quant/analysis/overflow.h"
 #include "quant/analysis/qdq_graph.h"
 #include "quant/analysis/residual.h"
 #include "quant/analysis/sqnr.h"
@@ -64,6 +65,30 @@ TEST(AnalysisReference, SqnrSubset) {
   ASSERT_NE(in, nullptr);
   EXPECT_TRUE(std::isinf(in->accumulated.sqnr_db()));
   EXPECT_GT(r.output.sqnr_db(), 10.0);
+}
+
+// The six weight pairs of conv2d, and over the full test set the affected
+// images (7,603) and output codes (1.46%) of ort_fused_int8_numerics.md.
+TEST(AnalysisReference, OverflowFlagsSixPairsOfConv2d) {
+  QPIPE_REQUIRE_SHARED(shared);
+  QdqGraph g(load(shared).qdq);
+  auto data = AnalysisData::from_cifar10(open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest));
+  OverflowResult r = analyze_overflow(g, data);
+  fmt::print("{}", overflow_markdown(r));
+  std::vector<std::string> fused;
+  for (const auto& o : r.nodes) {
+    if (o.would_fuse && o.op_type == "Conv") fused.push_back(o.node);
+    if (o.node == "conv2d") {
+      EXPECT_EQ(o.pairs.size(), 6u);
+      EXPECT_EQ(o.images, 10000);
+      EXPECT_EQ(o.images_with_overflow, 7603);
+      EXPECT_EQ(o.images_with_changed_codes, 7472);
+      EXPECT_NEAR(100.0 * o.changed_fraction(), 1.46, 0.005);
+      EXPECT_EQ(o.max_code_change, 11);
+    }
+  }
+  EXPECT_EQ(fused, (std::vector<std::string>{"conv2d", "conv2d_2", "conv2d_4", "conv2d_7"}));
+  EXPECT_NE(r.advice.find("conv2d"), std::string::npos);
 }
 
 }  // namespace

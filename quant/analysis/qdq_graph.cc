@@ -273,6 +273,34 @@ Model only_quantized(const QdqGraph& g, const Model& fp32, int layer) {
   return keep_float(g, fp32, others);
 }
 
+Model prune_to(const Model& m, const std::vector<std::string>& tensors) {
+  const Graph& g = m.graph;
+  std::set<std::string> need(tensors.begin(), tensors.end());
+  std::vector<bool> keep(g.nodes.size(), false);
+  for (std::size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    bool used = false;
+    for (const auto& o : n.outputs) used = used || need.count(o);
+    if (!used) continue;
+    keep[i] = true;
+    for (const auto& in : n.inputs)
+      if (!in.empty()) need.insert(in);
+  }
+  Model out = m;
+  Graph& og = out.graph;
+  og.nodes.clear();
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (keep[i]) og.nodes.push_back(g.nodes[i]);
+  og.initializers.clear();
+  for (const auto& [name, t] : g.initializers)
+    if (need.count(name)) og.initializers[name] = t;
+  og.outputs = tensors;
+  for (const auto& t : tensors)
+    if (!need.count(t) || (!g.producer(t) && std::find(g.inputs.begin(), g.inputs.end(), t) == g.inputs.end()))
+      fail(ErrorKind::kInput, "{}: prune_to: no tensor named '{}'", model_where(m), t);
+  return out;
+}
+
 LocalModel build_local_model(const QdqGraph& g, const std::map<std::string, Shape>& fp32_shapes) {
   const Model& src = g.model();
   const Graph& sg = src.graph;

@@ -146,6 +146,11 @@ struct LocalModel {
 // symbolic batch dimension -1).
 LocalModel build_local_model(const QdqGraph& g, const std::map<std::string, Shape>& fp32_shapes);
 
+// A copy of `m` keeping only the nodes needed to compute `tensors` (and the
+// initializers they read), with `tensors` as its graph outputs. Used to run
+// just the front of a model (e.g. the input codes of one layer).
+Model prune_to(const Model& m, const std::vector<std::string>& tensors);
+
 // The FP32 initializer name a DQ output stands for: "a/b_dq" -> "a/b"; else
 // the quantized initializer minus "_quantized"; else "".
 std::string fp32_constant_name(const std::string& dq_tensor, const std::string& quantized_init);
