@@ -11,6 +11,8 @@
 #include "quant/analysis/overflow.h"
 #include "quant/analysis/qdq_graph.h"
 #include "quant/analysis/residual.h"
+#include "quant/analysis/sensitivity.h"
+#include "engine/session.h"
 #include "quant/analysis/sqnr.h"
 #include "tests/test_support.h"
 
@@ -65,6 +67,39 @@ TEST(AnalysisReference, SqnrSubset) {
   ASSERT_NE(in, nullptr);
   EXPECT_TRUE(std::isinf(in->accumulated.sqnr_db()));
   EXPECT_GT(r.output.sqnr_db(), 10.0);
+}
+
+// Surgery sanity: every layer kept float reproduces the FP32 model; no layer
+// kept float is the QDQ model itself.
+TEST(AnalysisReference, KeepFloatAllLayersIsTheFp32Model) {
+  QPIPE_REQUIRE_SHARED(shared);
+  auto m = load(shared);
+  QdqGraph g(m.qdq);
+  std::set<int> all;
+  for (int i = 0; i < static_cast<int>(g.layers().size()); ++i) all.insert(i);
+  Session f(m.fp32), q(m.qdq), kf(keep_float(g, m.fp32, all)), k0(keep_float(g, m.fp32, {}));
+  auto data = open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest);
+  Cifar10Batch b = data.read_batch(0, 16);
+  auto a = f.run(b.images).at(0), c = kf.run(b.images).at(0), d = q.run(b.images).at(0), e = k0.run(b.images).at(0);
+  ASSERT_EQ(a.numel(), c.numel());
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    EXPECT_NEAR(a.data<float>()[i], c.data<float>()[i], 1e-5f) << i;
+    EXPECT_EQ(d.data<float>()[i], e.data<float>()[i]) << i;
+  }
+}
+
+TEST(AnalysisReference, SensitivitySubset) {
+  QPIPE_REQUIRE_SHARED(shared);
+  auto m = load(shared);
+  QdqGraph g(m.qdq);
+  auto data = AnalysisData::from_cifar10(open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest).limited(200));
+  SensitivityOptions o;
+  o.layers = {"conv2d", "conv2d_7", "dense/matmul"};
+  SensitivityResult r = analyze_sensitivity(m.fp32, g, data, o);
+  fmt::print("{}", sensitivity_markdown(r));
+  EXPECT_EQ(r.fp32.total, 200);
+  EXPECT_EQ(r.only_quantized.size(), 3u);
+  EXPECT_EQ(r.keep_float.size(), 3u);
 }
 
 // The six weight pairs of conv2d, and over the full test set the affected
