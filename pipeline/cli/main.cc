@@ -24,6 +24,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"eval", "evaluate an ONNX model on CIFAR-10 (accuracy, per class, confusion)", qpipe::cli::cmd_eval},
       {"inspect", "summarise an ONNX model (ops, tensors, shapes, parameters)", qpipe::cli::cmd_inspect},
+      {"quantize", "post-training quantization to an ONNX QDQ model (ORT placement)", qpipe::cli::cmd_quantize},
   };
   return table;
 }
