@@ -87,7 +87,13 @@ Geometry2D conv_geometry(const Node& node, const Shape& x, int64_t kh, int64_t k
   auto out_dim = [&](int64_t in, int64_t pb, int64_t pe, int64_t ek, int64_t s) {
     int64_t span = in + pb + pe - ek;
     if (span < 0) invalid(node, fmt::format("kernel larger than the padded input {}", shape_str(x)));
-    return (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    // ceil_mode: a last window that would start in the trailing padding is
+    // dropped ("sliding windows that would start in the right padded region
+    // are ignored"), as ONNX Runtime and PyTorch do; otherwise it would cover
+    // no input at all (MaxPool would emit -inf).
+    if (ceil_mode && (out - 1) * s >= in + pb) --out;
+    return out;
   };
   g.out_h = out_dim(g.in_h, g.pad_top, g.pad_bottom, ekh, g.sh);
   g.out_w = out_dim(g.in_w, g.pad_left, g.pad_right, ekw, g.sw);

@@ -63,7 +63,8 @@ PoolGolden pool_reference(const PoolCase& k, const Tensor& x, bool is_max) {
         for (int64_t i = 0; i < k.kh; ++i)
           for (int64_t j = 0; j < k.kw; ++j) {
             const int64_t hh = oh * k.sh - k.pads[0] + i * k.dh, ww = ow * k.sw - k.pads[1] + j * k.dw;
-            // Positions inside input + explicit pads (not the ceil_mode overhang).
+            // Positions inside input + explicit pads, not the ceil_mode overhang
+            // past them (what ONNX Runtime divides by with count_include_pad=1).
             if (hh < k.h + k.pads[2] && ww < k.w + k.pads[3]) ++padded_window;
             if (hh < 0 || hh >= k.h || ww < 0 || ww >= k.w) continue;
             const double v = xp[(p * k.h + hh) * k.w + ww];
@@ -123,6 +124,29 @@ TEST(PoolKernel, MaxPoolGoldenIgnoresPadding) {
               ElementsAre(-4, -3, -3, -2, -1, -1, -2, -1, -1));
 }
 
+TEST(PoolKernel, CeilModeGoldensMatchOnnxRuntime) {
+  // 4x4 input 1..16, k2 s3 pads 1, ceil_mode: 2x2 windows (a third window would
+  // start in the right padding and is dropped). Values measured with ONNX
+  // Runtime 1.30 (graph optimizations disabled).
+  std::vector<float> x(16);
+  for (int i = 0; i < 16; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i + 1);
+  auto run = [&](const char* op, int64_t cip) {
+    KernelRunner r(op);
+    r.input("X", f32({1, 1, 4, 4}, x))
+        .attr("kernel_shape", std::vector<int64_t>{2, 2})
+        .attr("strides", std::vector<int64_t>{3, 3})
+        .attr("pads", std::vector<int64_t>{1, 1, 1, 1})
+        .attr("ceil_mode", int64_t{1});
+    if (std::string(op) == "AveragePool") r.attr("count_include_pad", cip);
+    Tensor y = r.run1();
+    EXPECT_EQ(y.shape(), (Shape{1, 1, 2, 2})) << op << " count_include_pad " << cip;
+    return std::vector<float>(y.span<float>().begin(), y.span<float>().end());
+  };
+  EXPECT_THAT(run("MaxPool", 0), ElementsAre(1.f, 4.f, 13.f, 16.f));
+  EXPECT_THAT(run("AveragePool", 0), ElementsAre(1.f, 3.5f, 11.f, 13.5f));
+  EXPECT_THAT(run("AveragePool", 1), ElementsAre(0.25f, 1.75f, 5.5f, 13.5f));
+}
+
 class PoolSweep : public ::testing::TestWithParam<PoolCase> {};
 
 TEST_P(PoolSweep, AveragePoolMatchesFloat64Reference) {
@@ -131,7 +155,6 @@ TEST_P(PoolSweep, AveragePoolMatchesFloat64Reference) {
   Rng rng(31337u + static_cast<uint32_t>(k.c * 7 + k.h));
   Tensor x = rng.tensor({k.n, k.c, k.h, k.w}, -5.f, 5.f);
   for (bool cip : {false, true}) {
-    if (cip && k.ceil_mode) continue;  // overhang counting is not pinned down by the spec text
     PoolCase kk = k;
     kk.count_include_pad = cip;
     const PoolGolden g = pool_reference(kk, x, false);
@@ -165,6 +188,9 @@ std::vector<PoolCase> pool_cases() {
       {.name = "ceil_mode_k2s2_odd", .n = 3, .c = 4, .h = 7, .w = 9, .kh = 2, .kw = 2, .sh = 2, .sw = 2,
        .ceil_mode = true},
       {.name = "ceil_mode_k3s2_pad1", .n = 1, .c = 3, .h = 8, .w = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+       .pads = {1, 1, 1, 1}, .ceil_mode = true},
+      // Last ceil_mode window would start in the right padding: dropped (ORT, PyTorch).
+      {.name = "ceil_mode_window_in_pad", .n = 1, .c = 2, .h = 4, .w = 7, .kh = 2, .kw = 2, .sh = 3, .sw = 3,
        .pads = {1, 1, 1, 1}, .ceil_mode = true},
       {.name = "resnet8_head_k8", .n = 7, .c = 64, .h = 8, .w = 8, .kh = 8, .kw = 8, .sh = 8, .sw = 8},
       {.name = "dilated_max", .n = 2, .c = 3, .h = 9, .w = 9, .kh = 3, .kw = 2, .sh = 1, .sw = 2,
