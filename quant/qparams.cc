@@ -186,10 +186,6 @@ QuantParams choose_qparams(float rmin, float rmax, QType type, bool symmetric, b
          "choose_qparams: the real range [{}, {}] is not finite; expected finite calibration bounds "
          "(a NaN or infinity reached the calibrator)",
          rmin, rmax);
-  if (rmin > rmax)
-    fail(ErrorKind::kRuntime, "choose_qparams: the real range [{}, {}] is inverted; expected rmin <= rmax",
-         rmin, rmax);
-
   const QRange r = qrange(type, reduce_range, symmetric);
   const QRange storage = storage_range(type);
 
@@ -471,6 +467,10 @@ QuantizedTensor quantize_bias(const Tensor& bias, float input_scale, std::span<c
     fail(ErrorKind::kRuntime, "quantize_bias: per-channel bias must be 1-D, got shape {}", shape_str(bias.shape()));
   out.codes = Tensor(DType::kInt32, bias.shape());
   const float* b = bias.data<float>();
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(b[i]))
+      fail(ErrorKind::kInput, "quantize_bias: bias {} has a non-finite value {} at index {}", shape_str(bias.shape()),
+           b[i], i);
   int32_t* q = out.codes.data<int32_t>();
   for (std::size_t i = 0; i < n; ++i) {
     const QuantParams& p = out.params[per_channel ? i : 0];

@@ -141,7 +141,9 @@ struct QuantParams {
 
 // Parameters from a real range, exactly as ORT's compute_scale_zp (see the
 // header comment). Non-finite rmin/rmax, or a range whose float32 width
-// overflows, → PtqError(kRuntime).
+// overflows, → PtqError(kRuntime). rmin > rmax is accepted as ORT does (the
+// widening to 0 comes first): ORT's percentile/entropy can return such a
+// pair for one-sided data, e.g. (3, 2.9985) for a constant tensor of 3s.
 QuantParams choose_qparams(float rmin, float rmax, QType type, bool symmetric,
                            bool reduce_range = false);
 

@@ -10,7 +10,10 @@
 namespace qpipe {
 
 namespace {
+// Upper bounds on num_bins: percentile is linear in the bin count, entropy is
+// quadratic and mse is linear per candidate (1024 candidates).
 constexpr int kMaxBins = 1 << 22;
+constexpr int kMaxSearchBins = 1 << 16;
 }
 
 const char* calibration_method_name(CalibrationMethod m) {
@@ -53,9 +56,10 @@ void CalibratorConfig::validate() const {
     fail(ErrorKind::kSpec, "calibration '{}': percentile {} is invalid; expected a number in [0, 100]", name,
          percentile);
   if (method != CalibrationMethod::kMinMax) {
-    if (num_bins < 0 || num_bins > kMaxBins)
+    const int cap = method == CalibrationMethod::kPercentile ? kMaxBins : kMaxSearchBins;
+    if (num_bins < 0 || num_bins > cap)
       fail(ErrorKind::kSpec, "calibration '{}': num_bins {} is invalid; expected 1..{} (or 0 for the default)", name,
-           num_bins, kMaxBins);
+           num_bins, cap);
   }
   if (method == CalibrationMethod::kEntropy) {
     if (num_quantized_bins < 1 || num_quantized_bins > kMaxBins)

@@ -107,7 +107,8 @@ CalibrationMethod parse_calibration_method(std::string_view name);  // PtqError(
 struct CalibratorConfig {
   CalibrationMethod method = CalibrationMethod::kMinMax;
   double percentile = 99.999;        // percentile only, in [0, 100]
-  int num_bins = 0;                  // 0 → ORT's default for the method (2048 percentile, 128 entropy, 2048 mse)
+  int num_bins = 0;                  // 0 → ORT's default for the method (2048 percentile, 128 entropy, 2048 mse);
+                                     // at most 2^22 (percentile) or 2^16 (entropy, mse)
   int num_quantized_bins = 128;      // entropy only
   std::optional<bool> symmetric;     // unset → ORT's default (true for percentile, false otherwise)
   QType qtype = QType::kInt8;        // target type (priced by mse)
@@ -123,13 +124,17 @@ struct CalibratorConfig {
   nlohmann::json to_json() const;
 };
 
-// The clipping range to feed to choose_qparams.
+// The clipping range to feed to choose_qparams. As in ORT, percentile and
+// entropy may return min > max for one-sided data (min is raised to the data
+// min, max is a bin edge below it); choose_qparams widens to 0 first and
+// handles that.
 struct Range {
   float min = 0.0f;
   float max = 0.0f;
   bool operator==(const Range&) const = default;
 };
 
+// Not thread-safe: give each thread its own clone_empty() and merge.
 class Calibrator {
  public:
   explicit Calibrator(CalibratorConfig config) : config_(std::move(config)) {}

@@ -374,6 +374,35 @@ TEST(HistogramCalibratorTest, MisuseIsAnErrorNotACrash) {
   }
 }
 
+TEST(HistogramCalibratorTest, ConstantTensorsGiveUsableRanges) {
+  // All-zero, all-positive and all-negative constant tensors through every
+  // method: a range that choose_qparams accepts (ORT's one-sided quirks
+  // included), and scale 1 / zero point 0 for the all-zero tensor.
+  for (CalibrationMethod m : {CalibrationMethod::kMinMax, CalibrationMethod::kPercentile, CalibrationMethod::kEntropy,
+                              CalibrationMethod::kMse}) {
+    for (float v : {0.0f, 3.0f, -2.0f}) {
+      const std::vector<float> data(1000, v);
+      const Range r = run(cfg(m), data)->range();
+      const QuantParams p = choose_qparams(r.min, r.max, QType::kInt8, false);
+      if (v == 0.0f) {
+        EXPECT_EQ(r, (Range{0.0f, 0.0f})) << calibration_method_name(m);
+        EXPECT_EQ(p.scale, 1.0f);
+        EXPECT_EQ(p.zero_point, 0);
+      } else {
+        // The value itself is representable within one step.
+        EXPECT_LE(std::fabs(dequantize_value(quantize_value(v, p), p) - v), p.scale) << calibration_method_name(m)
+                                                                                     << " v=" << v;
+      }
+    }
+  }
+  // ORT's percentile on a constant 3: t is the lower edge of the last |x|
+  // bin, min is raised to the data min → an inverted pair.
+  CalibratorConfig c = cfg(CalibrationMethod::kPercentile);
+  const Range r = run(c, std::vector<float>(10, 3.0f))->range();
+  EXPECT_EQ(r.min, 3.0f);
+  EXPECT_LT(r.max, 3.0f);
+}
+
 // ---- Determinism ----------------------------------------------------------------------------------
 
 // Runs both passes with per-batch clones merged in `order`, each batch

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "engine/error.h"
 #include "quant/calibrators/histogram.h"
@@ -26,12 +27,25 @@ class MseCalibrator final : public HistogramCalibrator {
  public:
   explicit MseCalibrator(const CalibratorConfig& config) : HistogramCalibrator(config) {}
 
+  void observe(std::span<const float> values) override {
+    cache_.reset();
+    HistogramCalibrator::observe(values);
+  }
+  void merge(const Calibrator& other) override {
+    cache_.reset();
+    HistogramCalibrator::merge(other);
+  }
+  void set_range(float min, float max) override {
+    cache_.reset();
+    HistogramCalibrator::set_range(min, max);
+  }
+
   Range range() const override { return search().range; }
 
   nlohmann::json describe() const override {
     nlohmann::json j = HistogramCalibrator::describe();
     if (count_ > 0 && histogram_) {
-      const MseSearchResult r = search();
+      const MseSearchResult& r = search();
       j["mse"] = r.mse;
       j["evaluations"] = r.evaluations;
     }
@@ -50,11 +64,16 @@ class MseCalibrator final : public HistogramCalibrator {
   }
 
  private:
-  MseSearchResult search() const {
-    require_data("mse");
-    return mse_range(*histogram_, config_.qtype, config_.effective_symmetric(), config_.reduce_range, data_min_,
-                     data_max_);
+  // The search takes ~10-30 ms; range() and describe() share one result.
+  const MseSearchResult& search() const {
+    if (!cache_) {
+      require_data("mse");
+      cache_ = mse_range(*histogram_, config_.qtype, config_.effective_symmetric(), config_.reduce_range, data_min_,
+                         data_max_);
+    }
+    return *cache_;
   }
+  mutable std::optional<MseSearchResult> cache_;
 };
 
 }  // namespace
