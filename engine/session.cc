@@ -9,6 +9,7 @@
 
 #include "engine/error.h"
 #include "engine/kernel.h"
+#include "engine/kernels/fast/fused.h"
 #include "engine/op_registry.h"
 
 namespace qpipe {
@@ -22,11 +23,43 @@ struct Step {
   std::vector<int> release;  // values whose last use is this step
 };
 
+// Buffers of one run: one Tensor per slot, reused across runs (resize keeps
+// the storage when it is large enough and not shared), so the hot loop
+// neither allocates nor zero-fills.
+struct Workspace {
+  std::vector<Tensor> slots;
+};
+
 struct Plan {
   std::vector<ValueDesc> descs;  // per value id
   std::vector<Tensor> constants; // per value id: initializers and folded values
   std::vector<Step> steps;
   std::vector<int> computed;     // value ids computed by steps or folding, in order
+  // Buffer plan: the slot of each value id (-1: caller-owned input, constant,
+  // or a kept value that gets its own storage), and each slot's size.
+  std::vector<int> slot;
+  std::vector<std::size_t> slot_bytes;
+  // Workspaces not in use (run() is const and may run concurrently).
+  mutable std::mutex pool_mu;
+  mutable std::vector<std::unique_ptr<Workspace>> pool;
+
+  std::unique_ptr<Workspace> acquire() const {
+    {
+      std::lock_guard<std::mutex> lock(pool_mu);
+      if (!pool.empty()) {
+        auto ws = std::move(pool.back());
+        pool.pop_back();
+        return ws;
+      }
+    }
+    auto ws = std::make_unique<Workspace>();
+    for (std::size_t b : slot_bytes) ws->slots.emplace_back(DType::kUInt8, Shape{static_cast<int64_t>(b)});
+    return ws;
+  }
+  void release(std::unique_ptr<Workspace> ws) const {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    pool.push_back(std::move(ws));
+  }
 };
 
 Tensor widen(const Tensor& t) {
@@ -49,7 +82,10 @@ struct Session::Impl {
   std::vector<Tensor> initializers;  // per id (empty when not an initializer)
   std::vector<int> input_ids, output_ids;
   mutable std::mutex mu;
-  mutable std::map<std::vector<Shape>, std::shared_ptr<const Plan>> plans;
+  // Plans per (input shapes, fetched tensors): fetched intermediates are never
+  // fused away, so the fetch list is part of the key.
+  using PlanKey = std::pair<std::vector<Shape>, std::vector<int>>;
+  mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans;
 
   int id_of(const std::string& name) {
     auto [it, inserted] = ids.emplace(name, static_cast<int>(names.size()));
@@ -57,18 +93,24 @@ struct Session::Impl {
     return it->second;
   }
 
-  std::shared_ptr<const Plan> build_plan(const std::vector<Shape>& input_shapes) const;
-  std::shared_ptr<const Plan> plan_for(const std::vector<Shape>& input_shapes) const {
+  std::shared_ptr<const Plan> build_plan(const std::vector<Shape>& input_shapes, const std::vector<int>& fetch) const;
+  std::shared_ptr<const Plan> plan_for(const std::vector<Shape>& input_shapes, std::vector<int> fetch) const {
+    std::sort(fetch.begin(), fetch.end());
+    fetch.erase(std::unique(fetch.begin(), fetch.end()), fetch.end());
+    PlanKey key{input_shapes, fetch};
     std::lock_guard<std::mutex> lock(mu);
-    auto it = plans.find(input_shapes);
+    auto it = plans.find(key);
     if (it != plans.end()) return it->second;
-    auto p = build_plan(input_shapes);
-    plans.emplace(input_shapes, p);
+    auto p = build_plan(input_shapes, fetch);
+    plans.emplace(std::move(key), p);
     return p;
   }
+  void fuse(Plan& plan, const std::set<int>& keep) const;
+  void plan_buffers(Plan& plan, const std::set<int>& keep) const;
 };
 
-std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& input_shapes) const {
+std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& input_shapes,
+                                                      const std::vector<int>& fetch) const {
   auto plan = std::make_shared<Plan>();
   const std::size_t nv = names.size();
   plan->descs.resize(nv);
@@ -90,7 +132,6 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
   PrepareContext ctx{model.path, options.exec_mode, model.opset};
   const auto& registry = OpRegistry::instance();
   std::vector<std::string> problems;
-  std::vector<int> last_use(nv, -1);
   for (std::size_t ni : order) {
     const Node& node = model.graph.nodes[ni];
     PrepareFn fn = registry.find(node.op_type);
@@ -159,8 +200,6 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
     step.kernel = std::move(prepared.kernel);
     step.in = in_ids;
     step.out = out_ids;
-    for (int id : in_ids)
-      if (id >= 0) last_use[static_cast<std::size_t>(id)] = static_cast<int>(plan->steps.size());
     for (int id : out_ids) plan->computed.push_back(id);
     plan->steps.push_back(std::move(step));
   }
@@ -171,12 +210,264 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
          model.path.empty() ? model.graph.name : model.path, problems.size(), fmt::join(problems, "\n  - "), supported);
   }
   std::set<int> keep(output_ids.begin(), output_ids.end());
-  for (std::size_t v = 0; v < nv; ++v) {
-    const int s = last_use[v];
-    if (s >= 0 && !keep.count(static_cast<int>(v)) && !plan->descs[v].constant)
-      plan->steps[static_cast<std::size_t>(s)].release.push_back(static_cast<int>(v));
-  }
+  keep.insert(fetch.begin(), fetch.end());
+  if (!options.float64) fuse(*plan, keep);
+  plan_buffers(*plan, keep);
   return plan;
+}
+
+
+namespace {
+
+// Expands a constant broadcastable to [C] along axis 1 of a tensor of shape
+// `out` (every other axis 1) to C values; false when it varies elsewhere.
+bool per_channel(const Tensor& t, const Shape& out, std::vector<float>* values) {
+  if (t.dtype() != DType::kFloat32 || t.rank() > out.size()) return false;
+  const int64_t C = out.size() > 1 ? out[1] : 1;
+  Shape cs(out.size() - t.rank(), 1);
+  cs.insert(cs.end(), t.shape().begin(), t.shape().end());
+  for (std::size_t d = 0; d < cs.size(); ++d)
+    if (cs[d] != 1 && !(d == 1 && cs[d] == C)) return false;
+  const float* v = t.data<float>();
+  values->resize(static_cast<std::size_t>(C));
+  for (int64_t c = 0; c < C; ++c) (*values)[static_cast<std::size_t>(c)] = t.numel() == 1 ? v[0] : v[c];
+  return true;
+}
+
+// Scale and zero point of a QuantizeLinear/DequantizeLinear, expanded to C
+// channels (per tensor, or per axis along axis 1).
+bool qdq_params(const Node& n, const std::vector<Tensor>& consts, const std::vector<int>& in, DType qtype,
+                const Shape& shape, std::vector<float>* scale, std::vector<float>* zp) {
+  if (in.size() < 2 || in[1] < 0 || consts[static_cast<std::size_t>(in[1])].empty()) return false;
+  const Tensor& st = consts[static_cast<std::size_t>(in[1])];
+  if (st.dtype() != DType::kFloat32 || st.rank() > 1) return false;
+  const int64_t C = shape.size() > 1 ? shape[1] : 1;
+  int64_t axis = n.attr_int("axis", 1);
+  if (axis < 0) axis += static_cast<int64_t>(shape.size());
+  if (st.numel() != 1 && !(axis == 1 && st.numel() == C)) return false;
+  std::vector<double> zv(static_cast<std::size_t>(st.numel()), 0.0);
+  if (in.size() > 2 && in[2] >= 0) {
+    const Tensor& zt = consts[static_cast<std::size_t>(in[2])];
+    if (zt.empty() || zt.dtype() != qtype || zt.numel() != st.numel()) return false;
+    zv = to_double(zt);
+  } else if (qtype != DType::kUInt8) {
+    return false;
+  }
+  scale->resize(static_cast<std::size_t>(C));
+  zp->resize(static_cast<std::size_t>(C));
+  const float* sv = st.data<float>();
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t i = st.numel() == 1 ? 0 : c;
+    (*scale)[static_cast<std::size_t>(c)] = sv[i];
+    (*zp)[static_cast<std::size_t>(c)] = static_cast<float>(zv[static_cast<std::size_t>(i)]);
+  }
+  return true;
+}
+
+}  // namespace
+
+// Fusion pass (float32 only). For each step in order, follows the chain of
+// single-consumer successors that are per-element ops (Mul/Add by a
+// per-channel constant, Relu, residual Add of a same-shape tensor,
+// QuantizeLinear->DequantizeLinear round trips with equal parameters) and
+// replaces it by one step: the Conv with that epilogue, or the head followed
+// by one epilogue step. Tensors in `keep` (graph outputs and fetched taps) end
+// a chain, so they are computed exactly as unfused. The fused step runs at the
+// position of the chain's last op, where every input it reads exists. Every
+// float32 Conv is rebuilt here so SessionOptions::force_portable applies.
+void Session::Impl::fuse(Plan& plan, const std::set<int>& keep) const {
+  const std::size_t nsteps = plan.steps.size();
+  std::vector<std::vector<std::size_t>> consumers(plan.descs.size());
+  for (std::size_t si = 0; si < nsteps; ++si)
+    for (int id : plan.steps[si].in)
+      if (id >= 0) consumers[static_cast<std::size_t>(id)].push_back(si);
+  auto node_of = [&](std::size_t si) -> const Node& { return model.graph.nodes[plan.steps[si].node]; };
+  auto desc = [&](int id) -> const ValueDesc& { return plan.descs[static_cast<std::size_t>(id)]; };
+  auto single_consumer = [&](int id) -> long {
+    if (keep.count(id)) return -1;
+    const auto& c = consumers[static_cast<std::size_t>(id)];
+    if (c.size() != 1) return -1;  // also rejects a node reading the value twice
+    return static_cast<long>(c[0]);
+  };
+
+  std::vector<bool> claimed(nsteps, false);
+  struct Replacement {
+    std::size_t at;  // position (original step index) of the chain's last op
+    Step step;
+  };
+  std::vector<Replacement> replacements;
+  std::vector<bool> drop(nsteps, false);
+  const PrepareContext ctx{model.path, options.exec_mode, model.opset};
+
+  for (std::size_t hi = 0; hi < nsteps; ++hi) {
+    if (claimed[hi]) continue;
+    Step& head = plan.steps[hi];
+    const Node& hn = node_of(hi);
+    if (head.out.size() != 1 || desc(head.out[0]).dtype != DType::kFloat32) continue;
+    const bool is_conv = hn.op_type == "Conv";
+    const Shape shape = desc(head.out[0]).shape;
+    fast::Epilogue ep;
+    std::vector<int> extras;
+    std::vector<std::size_t> members;
+    int v = head.out[0];
+    while (options.fuse && extras.size() < 8) {
+      const long ci = single_consumer(v);
+      if (ci < 0 || claimed[static_cast<std::size_t>(ci)]) break;
+      const std::size_t si = static_cast<std::size_t>(ci);
+      const Step& st = plan.steps[si];
+      const Node& n = node_of(si);
+      if (st.out.size() != 1 || st.in.empty() || st.in[0] < 0) break;
+      fast::EpilogueOp op;
+      std::vector<std::size_t> used{si};
+      int next = st.out[0];
+      if (n.op_type == "Relu") {
+        op.kind = fast::EpilogueOp::Kind::kRelu;
+      } else if ((n.op_type == "Mul" || n.op_type == "Add") && st.in.size() == 2) {
+        const int other = st.in[0] == v ? st.in[1] : st.in[0];
+        if (other < 0) break;
+        const ValueDesc& od = desc(other);
+        if (od.constant) {
+          if (!per_channel(*od.constant, shape, &op.a)) break;
+          op.kind = n.op_type == "Mul" ? fast::EpilogueOp::Kind::kMulConst : fast::EpilogueOp::Kind::kAddConst;
+        } else if (n.op_type == "Add" && od.dtype == DType::kFloat32 && od.shape == shape && other != v) {
+          op.kind = fast::EpilogueOp::Kind::kAddTensor;
+          op.extra = static_cast<int>(extras.size());
+        } else {
+          break;
+        }
+      } else if (n.op_type == "QuantizeLinear" && st.in[0] == v) {
+        const int q = st.out[0];
+        const DType qt = desc(q).dtype;
+        if (qt != DType::kInt8 && qt != DType::kUInt8) break;
+        const long di = single_consumer(q);
+        if (di < 0 || claimed[static_cast<std::size_t>(di)]) break;
+        const std::size_t dsi = static_cast<std::size_t>(di);
+        const Step& ds = plan.steps[dsi];
+        const Node& dn = node_of(dsi);
+        if (dn.op_type != "DequantizeLinear" || ds.out.size() != 1 || ds.in[0] != q) break;
+        std::vector<float> qs, qz, ds_, dz;
+        if (!qdq_params(n, plan.constants, st.in, qt, shape, &qs, &qz)) break;
+        if (!qdq_params(dn, plan.constants, ds.in, qt, shape, &ds_, &dz)) break;
+        if (qs != ds_ || qz != dz) break;
+        op.kind = fast::EpilogueOp::Kind::kQdq;
+        op.a = qs;
+        op.z = qz;
+        op.lo = qt == DType::kInt8 ? -128.f : 0.f;
+        op.hi = qt == DType::kInt8 ? 127.f : 255.f;
+        used.push_back(dsi);
+        next = ds.out[0];
+      } else {
+        break;
+      }
+      if (desc(next).dtype != DType::kFloat32 || desc(next).shape != shape) break;
+      if (op.kind == fast::EpilogueOp::Kind::kAddTensor) extras.push_back(st.in[0] == v ? st.in[1] : st.in[0]);
+      ep.ops.push_back(std::move(op));
+      members.insert(members.end(), used.begin(), used.end());
+      v = next;
+    }
+    if (!is_conv && members.empty()) continue;
+    ep.num_extra = static_cast<int>(extras.size());
+    for (std::size_t m : members) {
+      claimed[m] = true;
+      drop[m] = true;
+    }
+    const std::size_t at = members.empty() ? hi : *std::max_element(members.begin(), members.end());
+    Step fused;
+    fused.node = head.node;
+    if (is_conv) {
+      std::vector<ValueDesc> in;
+      for (int id : head.in) in.push_back(id < 0 ? ValueDesc{} : desc(id));
+      Prepared p = kernels::prepare_conv_fused(hn, in, ctx, std::move(ep), options.force_portable);
+      fused.kernel = std::move(p.kernel);
+      fused.in = head.in;
+      fused.in.resize(3, -1);
+      drop[hi] = true;
+    } else {
+      fused.kernel = kernels::make_epilogue_kernel(std::move(ep), shape, options.force_portable);
+      fused.in = {head.out[0]};
+    }
+    fused.in.insert(fused.in.end(), extras.begin(), extras.end());
+    fused.out = {v};
+    replacements.push_back({at, std::move(fused)});
+  }
+  std::vector<Step> steps;
+  std::sort(replacements.begin(), replacements.end(), [](const Replacement& a, const Replacement& b) { return a.at < b.at; });
+  std::size_t r = 0;
+  for (std::size_t si = 0; si < nsteps; ++si) {
+    if (!drop[si]) steps.push_back(std::move(plan.steps[si]));
+    for (; r < replacements.size() && replacements[r].at == si; ++r) steps.push_back(std::move(replacements[r].step));
+  }
+  plan.steps = std::move(steps);
+}
+
+// Liveness and buffer slots: every value computed by a step gets a slot that
+// is reused once the value (and every view of it) is dead; values that are
+// kept (returned to the caller) get fresh storage each run instead.
+void Session::Impl::plan_buffers(Plan& plan, const std::set<int>& keep) const {
+  const std::size_t nv = plan.descs.size();
+  std::vector<int> last_use(nv, -1);
+  for (std::size_t si = 0; si < plan.steps.size(); ++si)
+    for (int id : plan.steps[si].in)
+      if (id >= 0) last_use[static_cast<std::size_t>(id)] = static_cast<int>(si);
+  plan.slot.assign(nv, -1);
+  std::vector<int> refs;           // live values per slot
+  std::vector<int> free_slots;
+  std::vector<int> root(nv, -1);   // the value whose storage a view aliases
+  auto bytes_of = [&](int id) {
+    const ValueDesc& d = plan.descs[static_cast<std::size_t>(id)];
+    return static_cast<std::size_t>(shape_numel(d.shape)) * dtype_size(d.dtype);
+  };
+  auto release = [&](int id) {
+    const int s = plan.slot[static_cast<std::size_t>(id)];
+    if (s >= 0 && --refs[static_cast<std::size_t>(s)] == 0) free_slots.push_back(s);
+  };
+  for (std::size_t si = 0; si < plan.steps.size(); ++si) {
+    Step& step = plan.steps[si];
+    step.release.clear();
+    for (int id : step.out) {
+      const auto u = static_cast<std::size_t>(id);
+      if (step.view) {
+        const int src = step.in[0];
+        plan.slot[u] = plan.slot[static_cast<std::size_t>(src)];
+        if (plan.slot[u] >= 0) ++refs[static_cast<std::size_t>(plan.slot[u])];
+        continue;
+      }
+      if (keep.count(id)) continue;
+      const std::size_t need = bytes_of(id);
+      int best = -1;
+      for (std::size_t k = 0; k < free_slots.size(); ++k) {
+        const int s = free_slots[k];
+        if (best < 0) { best = static_cast<int>(k); continue; }
+        const std::size_t cb = plan.slot_bytes[static_cast<std::size_t>(free_slots[static_cast<std::size_t>(best)])];
+        const std::size_t cs = plan.slot_bytes[static_cast<std::size_t>(s)];
+        // Prefer the smallest slot that fits, else the largest (it grows least).
+        const bool fits_s = cs >= need, fits_b = cb >= need;
+        if ((fits_s && (!fits_b || cs < cb)) || (!fits_s && !fits_b && cs > cb)) best = static_cast<int>(k);
+      }
+      int s;
+      if (best >= 0) {
+        s = free_slots[static_cast<std::size_t>(best)];
+        free_slots.erase(free_slots.begin() + best);
+        plan.slot_bytes[static_cast<std::size_t>(s)] = std::max(plan.slot_bytes[static_cast<std::size_t>(s)], need);
+      } else {
+        s = static_cast<int>(plan.slot_bytes.size());
+        plan.slot_bytes.push_back(need);
+        refs.push_back(0);
+      }
+      plan.slot[u] = s;
+      refs[static_cast<std::size_t>(s)] = 1;
+    }
+    // Values whose last reader is this step, and outputs nobody reads.
+    for (int id : step.in)
+      if (id >= 0 && last_use[static_cast<std::size_t>(id)] == static_cast<int>(si) && !keep.count(id) &&
+          !plan.descs[static_cast<std::size_t>(id)].constant &&
+          std::find(step.release.begin(), step.release.end(), id) == step.release.end())
+        step.release.push_back(id);
+    for (int id : step.out)
+      if (last_use[static_cast<std::size_t>(id)] < 0 && !keep.count(id)) step.release.push_back(id);
+    for (int id : step.release) release(id);
+  }
+  (void)root;
 }
 
 Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
@@ -212,7 +503,7 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
       if (d < 0) d = 1;
     shapes.push_back(s);
   }
-  im.plan_for(shapes);
+  im.plan_for(shapes, im.output_ids);
 }
 
 Session::~Session() = default;
@@ -265,10 +556,10 @@ std::vector<Tensor> Session::run(const std::map<std::string, Tensor>& feeds, con
     if (it == im.ids.end()) fail(ErrorKind::kInput, "{}: no tensor named '{}' in the graph", im.model.path, name);
     fetch_ids.push_back(it->second);
   }
-  auto plan = im.plan_for(shapes);
+  auto plan = im.plan_for(shapes, fetch_ids);
+  std::unique_ptr<Workspace> ws = plan->acquire();
   std::vector<Tensor> values = plan->constants;
   for (std::size_t i = 0; i < im.input_ids.size(); ++i) values[static_cast<std::size_t>(im.input_ids[i])] = inputs[i];
-  std::set<int> keep(fetch_ids.begin(), fetch_ids.end());
   std::vector<const Tensor*> ip;
   std::vector<Tensor*> op;
   for (const Step& step : plan->steps) {
@@ -280,14 +571,21 @@ std::vector<Tensor> Session::run(const std::map<std::string, Tensor>& feeds, con
       values[static_cast<std::size_t>(step.out[0])] = ip[0]->reshaped(d.shape);
     } else {
       for (int id : step.out) {
-        const auto& d = plan->descs[static_cast<std::size_t>(id)];
-        values[static_cast<std::size_t>(id)] = Tensor(d.dtype, d.shape);
-        op.push_back(&values[static_cast<std::size_t>(id)]);
+        const auto u = static_cast<std::size_t>(id);
+        const auto& d = plan->descs[u];
+        const int s = plan->slot[u];
+        if (s >= 0) {
+          Tensor& buf = ws->slots[static_cast<std::size_t>(s)];
+          buf.resize(d.dtype, d.shape);  // keeps the storage: no allocation, no zero fill
+          values[u] = buf;
+        } else {
+          values[u] = Tensor(d.dtype, d.shape);
+        }
+        op.push_back(&values[u]);
       }
       step.kernel->eval(ip, op);
     }
-    for (int id : step.release)
-      if (!keep.count(id)) values[static_cast<std::size_t>(id)] = Tensor();
+    for (int id : step.release) values[static_cast<std::size_t>(id)] = Tensor();
   }
   std::vector<Tensor> out;
   for (int id : fetch_ids) {
@@ -295,6 +593,8 @@ std::vector<Tensor> Session::run(const std::map<std::string, Tensor>& feeds, con
       fail(ErrorKind::kInput, "{}: tensor '{}' was not computed", im.model.path, im.names[static_cast<std::size_t>(id)]);
     out.push_back(values[static_cast<std::size_t>(id)]);
   }
+  values.clear();
+  plan->release(std::move(ws));
   return out;
 }
 

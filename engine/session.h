@@ -28,6 +28,17 @@ struct SessionOptions {
   // float op runs in double with the reference kernels. For tests and for
   // measuring the FP32 engine's own rounding error.
   bool float64 = false;
+  // Use the portable kernels (SSE2/Eigen, scalar epilogues) even when the CPU
+  // has AVX2+FMA. The environment variable QPIPE_FORCE_PORTABLE=1 does the
+  // same for every Session. Results of the two paths agree within the bound
+  // documented in engine/kernels/fast/sgemm.h (FMA vs separate multiply-add).
+  bool force_portable = false;
+  // Fuse chains that follow a Conv (bias, per-channel Mul/Add, Relu, residual
+  // Add, QuantizeLinear->DequantizeLinear round trips) into the conv's
+  // epilogue, and other elementwise chains into one pass. Results are
+  // bit-identical to the unfused plan; tensors fetched as taps are never
+  // fused away. Off only for tests and benchmarks of the unfused plan.
+  bool fuse = true;
 };
 
 class Session {

@@ -1,15 +1,26 @@
 // Conv (2-D, NCHW, group 1) with optional bias, any kernel/stride/dilation/
 // padding (auto_pad included).
 //
-// float32: per image, im2col into a [K = C*kh*kw, P = out_h*out_w] buffer and
-// one Eigen GEMM W[M,K] x col[K,P], then the bias. Every image is an
-// independent GEMM of identical dimensions, so results do not depend on the
-// batch size or on how images are spread over threads.
+// float32, two paths chosen at run time (fast/cpu.h):
+//  - AVX2+FMA: the direct convolution of fast/conv_direct.h (phase planes,
+//    4x24 register-tiled FMA microkernel, no im2col), for out_w % 8 == 0;
+//  - portable (any x86-64, or forced): per image, im2col into a
+//    [K = C*kh*kw, P = out_h*out_w] buffer and one Eigen GEMM W[M,K] x
+//    col[K,P].
+// Both add the bias and run an optional fused epilogue (Mul/Add/Relu/QDQ/
+// residual Add, see fast/epilogue.h) on the result. Each output element is
+// summed in an order fixed by the path alone, never by the batch size or the
+// thread partition, so results are bit-identical for any of them.
 // float64: the reference seven-loop convolution (engine/kernels/reference).
 
 #include <Eigen/Core>
 
+#include <algorithm>
+
 #include "engine/kernels/common.h"
+#include "engine/kernels/fast/conv_direct.h"
+#include "engine/kernels/fast/cpu.h"
+#include "engine/kernels/fast/fused.h"
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/reference/conv.h"
 
@@ -42,15 +53,76 @@ void im2col(const reference::ConvParams& p, const float* x, float* col) {
       }
 }
 
+// float32 Conv with an optional fused epilogue (fast/epilogue.h). Inputs:
+// x, w, bias (may be null), then the epilogue's extra tensors.
 class ConvF32 final : public OpKernel {
  public:
-  ConvF32(reference::ConvParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
+  ConvF32(reference::ConvParams p, fast::Epilogue ep, bool bias_in_epilogue, const Tensor* const_w, bool avx2)
+      : p_(p), ep_(std::move(ep)), bias_in_epilogue_(bias_in_epilogue), avx2_(avx2) {
+    fast::ConvGeometry g{p.c, p.h, p.w, p.m, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, p.pad_top, p.pad_left, p.out_h, p.out_w};
+    if (avx2_ && fast::direct_conv_applicable(g)) {
+      direct_ = fast::make_direct_conv(g, const_w ? const_w->data<float>() : nullptr);
+      packed_ = const_w != nullptr;
+    } else {
+      avx2_ = false;
+    }
+  }
+
   void eval(std::span<const Tensor* const> in, std::span<Tensor* const> out) const override {
-    const int64_t K = p_.c * p_.kh * p_.kw, P = p_.out_h * p_.out_w;
     const float* x = in[0]->data<float>();
     const float* w = in[1]->data<float>();
-    const float* b = has_bias_ ? in[2]->data<float>() : nullptr;
+    const float* b = in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr;
     float* y = out[0]->data<float>();
+    // The epilogue with the bias in front (when the bias is not a constant, it
+    // is copied in here; constant biases were baked in at prepare).
+    const fast::Epilogue* ep = &ep_;
+    fast::Epilogue with_bias;
+    if (b && !bias_in_epilogue_) {
+      with_bias = ep_;
+      with_bias.bias.assign(b, b + p_.m);
+      ep = &with_bias;
+    }
+    std::vector<const float*> extra;
+    for (std::size_t i = 3; i < in.size(); ++i) extra.push_back(in[i]->data<float>());
+    if (avx2_) {
+      const fast::DirectConv* dc = &direct_;
+      fast::DirectConv repacked;
+      if (!packed_) {
+        repacked = direct_;
+        fast::pack_direct_weights(repacked, w);
+        dc = &repacked;
+      }
+      eval_direct(*dc, x, y, *ep, extra);
+    } else {
+      eval_portable(x, w, y, *ep, extra);
+    }
+  }
+
+ private:
+  void eval_direct(const fast::DirectConv& dc, const float* x, float* y, const fast::Epilogue& ep,
+                   const std::vector<const float*>& extra) const {
+    const int64_t P = p_.out_h * p_.out_w, xs = p_.c * p_.h * p_.w, ys = p_.m * P;
+    // Small batches are also split along the output pixels so both cores
+    // work; each piece computes whole output elements (no K split), so the
+    // partition never changes a bit.
+    const int64_t tiles = (dc.groups + 2) / 3;
+    const int64_t chunks = std::clamp<int64_t>((8 + p_.n - 1) / p_.n, 1, tiles);
+    parallel_for_each(p_.n * chunks, [&](int64_t item) {
+      const int64_t n = item / chunks, ch = item % chunks;
+      thread_local std::vector<float> planes;
+      if (planes.size() < static_cast<std::size_t>(dc.image_floats))
+        planes.resize(static_cast<std::size_t>(dc.image_floats));
+      fast::build_phase_planes(dc, x + n * xs, planes.data());
+      const float* ex[16];
+      for (std::size_t e = 0; e < extra.size() && e < 16; ++e) ex[e] = extra[e] + n * ys;
+      const int64_t t0 = tiles * ch / chunks, t1 = tiles * (ch + 1) / chunks;
+      fast::direct_conv_avx2(dc, planes.data(), y + n * ys, ep, ex, t0 * 3, std::min(t1 * 3, dc.groups));
+    });
+  }
+
+  void eval_portable(const float* x, const float* w, float* y, const fast::Epilogue& ep,
+                     const std::vector<const float*>& extra) const {
+    const int64_t K = p_.c * p_.kh * p_.kw, P = p_.out_h * p_.out_w;
     const bool pointwise = p_.kh == 1 && p_.kw == 1 && p_.sh == 1 && p_.sw == 1 && p_.pad_top == 0 &&
                            p_.pad_left == 0 && p_.out_h == p_.h && p_.out_w == p_.w;
     Eigen::Map<const RowMajor> W(w, p_.m, K);
@@ -64,16 +136,25 @@ class ConvF32 final : public OpKernel {
         colp = scratch.data();
       }
       Eigen::Map<const RowMajor> col(colp, K, P);
-      Eigen::Map<RowMajor> Y(y + n * p_.m * P, p_.m, P);
+      float* yi = y + n * p_.m * P;
+      Eigen::Map<RowMajor> Y(yi, p_.m, P);
       Y.noalias() = W * col;
-      if (b)
-        for (int64_t m = 0; m < p_.m; ++m) Y.row(m).array() += b[m];
+      if (!ep.empty()) {
+        const float* ex[16];
+        for (int64_t m = 0; m < p_.m; ++m) {
+          for (std::size_t e = 0; e < extra.size() && e < 16; ++e) ex[e] = extra[e] + (n * p_.m + m) * P;
+          fast::epilogue_row_scalar(ep, m, yi + m * P, yi + m * P, ex, P);
+        }
+      }
     });
   }
 
- private:
   reference::ConvParams p_;
-  bool has_bias_;
+  fast::Epilogue ep_;
+  bool bias_in_epilogue_;
+  bool avx2_;
+  bool packed_ = false;
+  fast::DirectConv direct_;
 };
 
 class ConvF64 final : public OpKernel {
@@ -93,7 +174,9 @@ class ConvF64 final : public OpKernel {
 
 }  // namespace
 
-Prepared prepare_conv(const Node& node, std::span<const ValueDesc> in, const PrepareContext&) {
+namespace {
+
+reference::ConvParams conv_params(const Node& node, std::span<const ValueDesc> in) {
   check_attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
   check_arity(node, in, 2, 3);
   check_float(node, in[0], "input X");
@@ -114,13 +197,35 @@ Prepared prepare_conv(const Node& node, std::span<const ValueDesc> in, const Pre
     invalid(node, fmt::format("weight {} expects {} input channels, input {} has {}", shape_str(ws), ws[1], shape_str(xs), xs[1]));
   if (has_bias && (in[2].shape.size() != 1 || in[2].shape[0] != ws[0]))
     invalid(node, fmt::format("bias shape {} does not match {} output channels", shape_str(in[2].shape), ws[0]));
-  reference::ConvParams p{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], g.sh, g.sw, g.dh, g.dw,
-                          g.pad_top, g.pad_left, g.out_h, g.out_w};
+  return {xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left, g.out_h, g.out_w};
+}
+
+}  // namespace
+
+Prepared prepare_conv_fused(const Node& node, std::span<const ValueDesc> in, const PrepareContext&,
+                            fast::Epilogue epilogue, bool force_portable) {
+  const reference::ConvParams p = conv_params(node, in);
+  const bool has_bias = in.size() > 2 && !node.inputs[2].empty();
   Prepared out;
-  out.outputs = {{in[0].dtype, {xs[0], ws[0], g.out_h, g.out_w}, nullptr}};
-  if (in[0].dtype == DType::kFloat32) out.kernel = std::make_unique<ConvF32>(p, has_bias);
-  else out.kernel = std::make_unique<ConvF64>(p, has_bias);
+  out.outputs = {{in[0].dtype, {p.n, p.m, p.out_h, p.out_w}, nullptr}};
+  if (in[0].dtype == DType::kFloat32) {
+    bool bias_in_epilogue = false;
+    if (has_bias && in[2].constant) {
+      const float* b = in[2].constant->data<float>();
+      epilogue.bias.assign(b, b + p.m);
+      bias_in_epilogue = true;
+    }
+    out.kernel = std::make_unique<ConvF32>(p, std::move(epilogue), bias_in_epilogue, in[1].constant,
+                                           fast::use_avx2(force_portable));
+  } else {
+    if (!epilogue.ops.empty()) unsupported(node, "fused epilogues are float32 only");
+    out.kernel = std::make_unique<ConvF64>(p, has_bias);
+  }
   return out;
+}
+
+Prepared prepare_conv(const Node& node, std::span<const ValueDesc> in, const PrepareContext& ctx) {
+  return prepare_conv_fused(node, in, ctx, {}, false);
 }
 
 }  // namespace qpipe::kernels
