@@ -65,6 +65,17 @@ TEST(ActivationKernel, ClipInputFormOpset13) {
   EXPECT_THAT(values(none), ElementsAre(-3.f, -0.25f, 0.f, 0.25f, 1.f, 3.f));
 }
 
+TEST(ActivationKernel, ClipMinAboveMaxGivesMax) {
+  // Spec: "When 'min' is greater than 'max', the clip operator sets all the
+  // 'input' values to the value of 'max'" (ONNX Runtime 1.30 agrees).
+  Tensor y = KernelRunner("Clip")
+                 .input("X", f32({5}, std::vector<float>{0, 1, 1.5f, 2, 3}))
+                 .constant("lo", Tensor::scalar<float>(2.f))
+                 .constant("hi", Tensor::scalar<float>(1.f))
+                 .run1();
+  EXPECT_THAT(values(y), ElementsAre(1.f, 1.f, 1.f, 1.f, 1.f));
+}
+
 TEST(ActivationKernel, ClipWithRuntimeBoundIsRefused) {
   try {
     KernelRunner("Clip", "clip_dynamic")

@@ -14,7 +14,12 @@ std::unique_ptr<OpKernel> clip_kernel(T lo, T hi) {
     const T* x = in[0]->data<T>();
     T* y = out[0]->data<T>();
     const int64_t n = in[0]->numel();
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+    // min(max(x, lo), hi): when lo > hi every value becomes hi, as the spec
+    // says and ONNX Runtime does. NaN passes through.
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = x[i] < lo ? lo : x[i];
+      y[i] = v > hi ? hi : v;
+    }
   });
 }
 
