@@ -135,6 +135,26 @@ TEST(SessionTest, DISABLED_AttributeProblemsDownstreamOfAnUnknownOpAreListed) {
   }
 }
 
+// KNOWN GAP (engine/session.cc, build_plan): an omitted optional output (empty
+// name, valid ONNX) makes the output count differ from what prepare returns
+// ("produces 2 outputs, qpipe supports 1"), and Session looks up ids.at("")
+// for it. Fix: ignore trailing empty output names. pool.cc already accepts an
+// empty Indices name. Disabled until session.cc (owned by the lead) does.
+TEST(SessionTest, DISABLED_OmittedOptionalOutputIsAccepted) {
+  // ONNX marks an omitted optional output with an empty name; MaxPool's
+  // Indices is the common case in exported models.
+  Model m;
+  m.graph.inputs = {"X"};
+  m.graph.value_info["X"] = ValueInfo{DType::kFloat32, {1, 1, 4, 4}, true};
+  m.graph.nodes = {make_node("pool", "MaxPool", {"X"}, {"Y", ""}, {{"kernel_shape", Attribute::Ints({2, 2})},
+                                                                  {"strides", Attribute::Ints({2, 2})}})};
+  m.graph.outputs = {"Y"};
+  std::vector<float> x(16);
+  for (int i = 0; i < 16; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i);
+  Tensor y = Session(m).run(f32({1, 1, 4, 4}, x)).at(0);
+  EXPECT_THAT(std::vector<float>(y.span<float>().begin(), y.span<float>().end()), ::testing::ElementsAre(5, 7, 13, 15));
+}
+
 TEST(SessionTest, TapsReturnIntermediatesMatchingAManualComputation) {
   Session s(small_cnn(3));
   Rng rng(4);

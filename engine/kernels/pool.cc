@@ -56,7 +56,8 @@ Prepared prepare_pool(const Node& node, std::span<const ValueDesc> in) {
   else check_attrs(node, {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad", "dilations"});
   check_arity(node, in, 1, 1);
   check_float(node, in[0], "input");
-  if (node.outputs.size() > 1) unsupported(node, "the Indices output of MaxPool is not supported");
+  if (node.outputs.size() > 1 && !node.outputs[1].empty())
+    unsupported(node, "the Indices output of MaxPool is not supported");
   auto k = node.attr_ints("kernel_shape");
   if (k.size() != 2) unsupported(node, "kernel_shape must have 2 entries (2-D pooling only)");
   const Geometry2D g = conv_geometry(node, in[0].shape, k[0], k[1], node.attr_int("ceil_mode", 0) != 0);
