@@ -101,6 +101,7 @@ BiasCorrectionReport apply_bias_correction(Model& qdq, const Model& fp32, const 
   // Nodes to correct, in the QDQ model's topological order.
   struct Target {
     std::string node, fp_out, q_out;
+    std::size_t row;
   };
   std::vector<Target> targets;
   for (std::size_t idx : qdq.graph.topological_order()) {
@@ -115,7 +116,8 @@ BiasCorrectionReport apply_bias_correction(Model& qdq, const Model& fp32, const 
       report.rows.push_back({.node = n.name, .skipped = "no bias input"});
       continue;
     }
-    targets.push_back({n.name, f->outputs.at(0), n.outputs.at(0)});
+    targets.push_back({n.name, f->outputs.at(0), n.outputs.at(0), report.rows.size()});
+    report.rows.push_back({.node = n.name});
   }
   if (targets.empty()) return report;
 
@@ -137,8 +139,7 @@ BiasCorrectionReport apply_bias_correction(Model& qdq, const Model& fp32, const 
     if (static_cast<std::size_t>(bias.numel()) != qm.size() || qm.size() != fp_means[i].size())
       fail(ErrorKind::kRuntime, "bias correction: node '{}': bias has {} values but the output has {} channels "
            "(FP32 {})", t.node, bias.numel(), qm.size(), fp_means[i].size());
-    BiasCorrectionRow row;
-    row.node = t.node;
+    BiasCorrectionRow& row = report.rows[t.row];
     row.channels = bias.numel();
     float* b = bias.data<float>();
     for (std::size_t c = 0; c < qm.size(); ++c) {
@@ -149,7 +150,6 @@ BiasCorrectionReport apply_bias_correction(Model& qdq, const Model& fp32, const 
     }
     row.mean_abs_delta /= static_cast<double>(std::max<std::size_t>(qm.size(), 1));
     row.saturated = replace_conv_bias(qdq, t.node, bias);
-    report.rows.push_back(row);
   }
   return report;
 }
