@@ -28,7 +28,7 @@
 // Choosing scale and zero point (ONNX Runtime's compute_scale_zp, as of the
 // 1.2x/1.30 quantization tool)
 // ---------------------------------------------------------------------------
-// Given a real range [rmin, rmax] and a code range [qmin, qmax] (qmin_qmax()):
+// Given a real range [rmin, rmax] and a code range [qmin, qmax] (qrange() below):
 //  1. Widen the range to contain 0: rmin ← min(rmin, 0), rmax ← max(rmax, 0)
 //     (float32).
 //  2. Symmetric: m = max(|rmin|, |rmax|); rmin ← −m, rmax ← +m.
@@ -53,7 +53,8 @@
 //            full          symmetric      reduce_range
 //   int8   [−128, 127]    [−127, 127]    [−64, 64]
 //   uint8  [0, 255]       [0, 254]       [0, 127]
-//   int32  [−2^31, 2^31−1] [−(2^31−1), 2^31−1] [−2^30, 2^30]
+//   int32  [−2^31, 2^31−1] [−(2^31−1), 2^31−1] [−2^30, 2^30]  (not in ORT;
+//          by analogy, and only int32 bias codes are produced in practice)
 // These ranges only steer the choice of scale/zero point. Quantization
 // always saturates to the full storage range (ONNX semantics, and what ORT's
 // quantize_nparray does), which is what QuantParams::qmin/qmax hold.
