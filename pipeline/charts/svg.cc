@@ -81,9 +81,9 @@ std::string bar_chart_svg(const BarChart& c) {
   const double bar_h = ns == 1 ? 16 : 11, gap = 8;
   const double row_h = bar_h * static_cast<double>(ns) + gap;
   double label_w = 40;
-  for (const auto& s : c.categories) label_w = std::max(label_w, approx_text_width(s, 12));
-  label_w = std::min(label_w, 320.0);
-  const double left = label_w + 20, right = 70, top = c.subtitle.empty() ? 50 : 68;
+  for (const auto& s : c.categories) label_w = std::max(label_w, approx_text_width(s, 12) * 1.1);
+  label_w = std::min(label_w, 440.0);
+  const double left = label_w + 24, right = 70, top = c.subtitle.empty() ? 50 : 68;
   const double legend_h = ns > 1 || c.reference_line ? 24 : 0;
   const double plot_w = c.width - left - right;
   const double plot_h = row_h * static_cast<double>(nc);
@@ -99,9 +99,15 @@ std::string bar_chart_svg(const BarChart& c) {
       }
   if (c.reference_line) hi = std::max(hi, *c.reference_line), lo = std::min(lo, *c.reference_line);
   if (hi == lo) hi = lo + 1;
+  bool any_inf = false;
+  for (const auto& s : c.series)
+    for (double v : s.values) any_inf = any_inf || std::isinf(v);
   auto ticks = nice_ticks(lo, hi);
-  if (!c.axis_min) lo = std::min(lo, ticks.front());
-  if (!c.axis_max) hi = std::max(hi, ticks.back());
+  const double tstep = ticks.size() > 1 ? ticks[1] - ticks[0] : 1;
+  // Extend to whole tick steps (one more when a bar stands for +inf, so it
+  // stays distinguishable from the largest finite bar).
+  if (!c.axis_min && lo < 0) lo = std::floor(lo / tstep - 1e-9) * tstep;
+  if (!c.axis_max) hi = std::ceil(hi / tstep - 1e-9) * tstep + (any_inf ? tstep : 0);
   if (c.axis_min) lo = *c.axis_min;
   if (c.axis_max) hi = *c.axis_max;
   ticks = nice_ticks(lo, hi);

@@ -108,6 +108,10 @@ std::string residual_markdown(const ResidualResult& r) {
                      a.has_output_quant ? fmt::format("{:.6g}, {}", a.out.scale, a.out.zero_point) : "-",
                      fmt_db(a.sqnr_a_db), fmt_db(a.sqnr_b_db), fmt_db(a.sqnr_out_db), fmt_db(a.local_sqnr_db),
                      fmt_db(a.sqnr_lost_db));
+  const auto lo = std::min_element(r.adds.begin(), r.adds.end(), [](auto& x, auto& y) { return x.ratio < y.ratio; });
+  const auto hi = std::max_element(r.adds.begin(), r.adds.end(), [](auto& x, auto& y) { return x.ratio < y.ratio; });
+  o += fmt::format("\nThe range {:.2f}x–{:.2f}x comes from `{}` ({} + {}) at the low end and `{}` ({} + {}) at the high end.\n",
+                   lo->ratio, hi->ratio, lo->node, lo->input_a, lo->input_b, hi->node, hi->input_a, hi->input_b);
   return o;
 }
 
@@ -119,7 +123,7 @@ std::string residual_chart_svg(const ResidualResult& r) {
   c.value_decimals = 2;
   charts::Series s{"ratio", {}, "#4e79a7"};
   for (const auto& a : r.adds) {
-    c.categories.push_back(fmt::format("{} ({} + {})", a.output, a.input_a, a.input_b));
+    c.categories.push_back(fmt::format("{}: {} + {}", a.node, a.input_a, a.input_b));
     s.values.push_back(a.ratio);
     c.highlight.push_back(a.flagged);
   }
