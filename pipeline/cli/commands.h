@@ -13,5 +13,6 @@ using Args = std::vector<std::string>;
 int cmd_eval(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_quantize(const Args& args);  // PTQ to an ONNX QDQ model (pipeline/cli/cmd_quantize.cc)
+int cmd_analyze(const Args& args);  // SQNR/residual/sensitivity/distributions/overflow (pipeline/cli/cmd_analyze.cc)
 
 }  // namespace qpipe::cli

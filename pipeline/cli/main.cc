@@ -25,6 +25,7 @@ const std::vector<Command>& commands() {
       {"eval", "evaluate an ONNX model on CIFAR-10 (accuracy, per class, confusion)", qpipe::cli::cmd_eval},
       {"inspect", "summarise an ONNX model (ops, tensors, shapes, parameters)", qpipe::cli::cmd_inspect},
       {"quantize", "post-training quantization to an ONNX QDQ model (ORT placement)", qpipe::cli::cmd_quantize},
+      {"analyze", "explain a QDQ model's error: SQNR, residual Adds, sensitivity, distributions, overflow", qpipe::cli::cmd_analyze},
   };
   return table;
 }
