@@ -79,6 +79,30 @@ TEST_F(CliMalformed, TinyFixturesEvaluateSuccessfully) {
   EXPECT_EQ(j["predictions"].size(), 12u);
 }
 
+TEST_F(CliMalformed, JsonIsByteIdenticalAcrossThreadsAndBatches) {
+  std::string first;
+  for (const char* threads : {"1", "2"})
+    for (const char* batch : {"1", "7", "256"}) {
+      const std::string json = dir_.file(std::string("t") + threads + "_b" + batch + ".json");
+      auto r = run_process({testing::qpipe_bin(), "eval", "--model", good_model_, "--data", data_.path(), "--threads",
+                            threads, "--batch", batch, "--json", json, "--predictions", "--quiet"});
+      ASSERT_EQ(r.exit_code, 0) << r.describe();
+      const std::string bytes = testing::read_whole_file(json);
+      if (first.empty()) first = bytes;
+      EXPECT_EQ(bytes, first) << "threads " << threads << " batch " << batch;
+    }
+}
+
+TEST_F(CliMalformed, TrainSplitOfFixture) {
+  auto r = eval(good_model_, data_.path(), {"--split", "train", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_THAT(r.out, HasSubstr("/5 ="));  // one record in each of data_batch_1..5
+  auto bad = eval(good_model_, data_.path(), {"--split", "validation"});
+  ASSERT_FALSE(bad.signaled) << bad.describe();
+  EXPECT_NE(bad.exit_code, 0) << bad.describe();
+  EXPECT_THAT(bad.err, HasSubstr("'validation'")) << bad.describe();
+}
+
 TEST_F(CliMalformed, GarbageModelFile) {
   testing::Rng rng(1234);
   std::string bytes;
