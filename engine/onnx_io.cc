@@ -263,7 +263,11 @@ Model load_onnx(const std::string& path) {
   }
   if (m.graph.inputs.empty()) fail(ErrorKind::kInput, "{}: graph '{}' has no runtime input", path, g.name());
   if (m.graph.outputs.empty()) fail(ErrorKind::kInput, "{}: graph '{}' has no output", path, g.name());
-  m.graph.topological_order();  // rejects dangling references and cycles now, naming the nodes
+  try {
+    m.graph.topological_order();  // rejects dangling references and cycles now, naming the nodes
+  } catch (const PtqError& e) {
+    throw PtqError(e.kind(), fmt::format("{}: {}", path, e.what()));
+  }
   return m;
 }
 
