@@ -80,20 +80,40 @@ QPIPE_AVX2_INLINE void conv_tile(const DirectConv& dc, const float* planes, floa
     const int64_t p = (g0 + j) * 8, oh = p / dc.g.out_w, ow = p % dc.g.out_w;
     pb[j] = planes + oh * dc.wq + ow;
   }
-  __m256 acc[4][NV];
-  for (int r = 0; r < 4; ++r)
-    for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_setzero_ps();
+  // Accumulators are named locals (not an array whose address escapes), so
+  // they stay in registers through the K loop.
+  __m256 c00 = _mm256_setzero_ps(), c10 = c00, c20 = c00, c30 = c00;
+  __m256 c01 = c00, c11 = c00, c21 = c00, c31 = c00;
+  __m256 c02 = c00, c12 = c00, c22 = c00, c32 = c00;
   const float* a = dc.packed_w.data() + mt * K * 4;
   const int32_t* koff = dc.koff.data();
-  for (int64_t k = 0; k < K; ++k) {
+  const float* q0 = pb[0];
+  const float* q1 = NV >= 2 ? pb[1] : pb[0];
+  const float* q2 = NV >= 3 ? pb[2] : pb[0];
+  for (int64_t k = 0; k < K; ++k, a += 4) {
     const int64_t o = koff[k];
-    __m256 b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = _mm256_loadu_ps(pb[j] + o);
-    for (int r = 0; r < 4; ++r) {
-      const __m256 w = _mm256_broadcast_ss(a + 4 * k + r);
-      for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_fmadd_ps(w, b[j], acc[r][j]);
-    }
+    const __m256 b0 = _mm256_loadu_ps(q0 + o);
+    __m256 b1, b2;
+    if constexpr (NV >= 2) b1 = _mm256_loadu_ps(q1 + o);
+    if constexpr (NV >= 3) b2 = _mm256_loadu_ps(q2 + o);
+    __m256 w = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(w, b0, c00);
+    if constexpr (NV >= 2) c01 = _mm256_fmadd_ps(w, b1, c01);
+    if constexpr (NV >= 3) c02 = _mm256_fmadd_ps(w, b2, c02);
+    w = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(w, b0, c10);
+    if constexpr (NV >= 2) c11 = _mm256_fmadd_ps(w, b1, c11);
+    if constexpr (NV >= 3) c12 = _mm256_fmadd_ps(w, b2, c12);
+    w = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(w, b0, c20);
+    if constexpr (NV >= 2) c21 = _mm256_fmadd_ps(w, b1, c21);
+    if constexpr (NV >= 3) c22 = _mm256_fmadd_ps(w, b2, c22);
+    w = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(w, b0, c30);
+    if constexpr (NV >= 2) c31 = _mm256_fmadd_ps(w, b1, c31);
+    if constexpr (NV >= 3) c32 = _mm256_fmadd_ps(w, b2, c32);
   }
+  __m256 acc[4][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   const int64_t p0 = g0 * 8;
   for (int r = 0; r < 4; ++r) {
     const int64_t m = mt * 4 + r;

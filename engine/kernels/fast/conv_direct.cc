@@ -29,11 +29,13 @@ DirectConv make_direct_conv(const ConvGeometry& g, const float* w) {
   dc.plane = dc.hq * dc.wq;
   dc.image_floats = g.c * g.sh * g.sw * dc.plane;
   dc.groups = g.out_h * g.out_w / 8;
+  dc.phase_used.assign(static_cast<std::size_t>(g.sh * g.sw), false);
   for (int64_t c = 0; c < g.c; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t ri = i * g.dh, cj = j * g.dw;
         const int64_t phase = (ri % g.sh) * g.sw + cj % g.sw;
+        dc.phase_used[static_cast<std::size_t>(phase)] = true;
         dc.koff.push_back(static_cast<int32_t>((c * g.sh * g.sw + phase) * dc.plane + (ri / g.sh) * dc.wq + cj / g.sw));
       }
   if (w) pack_direct_weights(dc, w);
@@ -46,6 +48,7 @@ void build_phase_planes(const DirectConv& dc, const float* x, float* planes) {
     const float* xc = x + c * g.h * g.w;
     for (int64_t a = 0; a < g.sh; ++a)
       for (int64_t b = 0; b < g.sw; ++b) {
+        if (!dc.phase_used[static_cast<std::size_t>(a * g.sw + b)]) continue;  // never read: left as is
         float* pl = planes + (c * g.sh * g.sw + a * g.sw + b) * dc.plane;
         for (int64_t r = 0; r < dc.hq; ++r) {
           float* dst = pl + r * dc.wq;

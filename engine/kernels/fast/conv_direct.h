@@ -44,6 +44,7 @@ struct DirectConv {
   int64_t image_floats = 0; // floats of all planes of one image
   int64_t groups = 0;       // output pixel groups of 8 per image
   std::vector<int32_t> koff;
+  std::vector<bool> phase_used;  // per phase (a*sw + b): read by some tap
   std::vector<float> packed_w;  // [ceil(m/4)][K][4], zero-padded rows
 };
 
