@@ -15,4 +15,10 @@ int cmd_inspect(const Args& args);
 int cmd_quantize(const Args& args);  // PTQ to an ONNX QDQ model (pipeline/cli/cmd_quantize.cc)
 int cmd_analyze(const Args& args);  // SQNR/residual/sensitivity/distributions/overflow (pipeline/cli/cmd_analyze.cc)
 
+// Pipeline commands (pipeline/cli/cmd_*.cc).
+int cmd_run(const Args& args);      // run an experiment spec
+int cmd_plan(const Args& args);     // show the DAG and what would run or be reused, and why
+int cmd_compare(const Args& args);  // diff two report.json files; exit 7 on regression
+int cmd_stages(const Args& args);   // list stage types with their params and ports
+
 }  // namespace qpipe::cli

@@ -11,6 +11,7 @@
 
 #include "engine/error.h"
 #include "pipeline/cli/commands.h"
+#include "qpipe/version.h"
 
 namespace {
 
@@ -26,6 +27,10 @@ const std::vector<Command>& commands() {
       {"inspect", "summarise an ONNX model (ops, tensors, shapes, parameters)", qpipe::cli::cmd_inspect},
       {"quantize", "post-training quantization to an ONNX QDQ model (ORT placement)", qpipe::cli::cmd_quantize},
       {"analyze", "explain a QDQ model's error: SQNR, residual Adds, sensitivity, distributions, overflow", qpipe::cli::cmd_analyze},
+      {"run", "run an experiment spec: DAG on oneTBB, cached stages, report, gates", qpipe::cli::cmd_run},
+      {"plan", "show an experiment's DAG and what would run or be reused, and why (--dot)", qpipe::cli::cmd_plan},
+      {"compare", "diff two report.json files; non-zero exit on a regression", qpipe::cli::cmd_compare},
+      {"stages", "list stage types: params, inputs, outputs; and report section kinds", qpipe::cli::cmd_stages},
   };
   return table;
 }
@@ -48,6 +53,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (name == "--version") {
+    fmt::print("qpipe {} (commit {})\n", qpipe::kVersion, qpipe::kGitCommit);
     return 0;
   }
   qpipe::cli::Args args(argv + 2, argv + argc);
