@@ -59,7 +59,7 @@ inline StageType make_probe_stage() {
   StageType t;
   t.name = "test_probe";
   t.description = "records concurrency and the thread budget it sees";
-  t.params = {{"sleep_ms", ParamKind::kInt, false, 150, "how long to stay running"},
+  t.params = {{"sleep_ms", ParamKind::kInt, false, 250, "how long to stay running"},
               {"id", ParamKind::kString, false, "", "distinguishes otherwise equal stages"}};
   t.outputs = {{"out", "json", false, false, "{max_concurrency, arena_threads}"}};
   t.run = [](StageContext& ctx) {
