@@ -48,8 +48,18 @@ TEST(AnalysisReference, ResidualRatiosReproduceStudyRange) {
   QdqGraph g(load(shared).qdq);
   ResidualResult r = analyze_residual(g, nullptr);
   ASSERT_EQ(r.adds.size(), 3u);
-  for (const auto& a : r.adds)
-    fmt::print("{} {} {} {:.4f}\n", a.node, a.input_a, a.input_b, a.ratio);
+  // The study's 2.65x-3.32x are the three residual joins: add (activation +
+  // batch_normalization_2) 2.65x, add_1 (conv2d_5 + batch_normalization_4)
+  // 3.32x, add_2 (conv2d_8 + batch_normalization_6) 2.77x.
+  auto r2 = [](double v) { return std::round(v * 100) / 100; };
+  EXPECT_EQ(r.adds[0].node, "add");
+  EXPECT_EQ(r.adds[0].input_a, "activation");
+  EXPECT_EQ(r.adds[0].input_b, "batch_normalization_2");
+  EXPECT_EQ(r2(r.adds[0].ratio), 2.65);
+  EXPECT_EQ(r.adds[1].node, "add_1");
+  EXPECT_EQ(r2(r.adds[1].ratio), 3.32);
+  EXPECT_EQ(r.adds[2].node, "add_2");
+  EXPECT_EQ(r2(r.adds[2].ratio), 2.77);
   EXPECT_EQ(std::round(r.min_ratio * 100) / 100, 2.65);
   EXPECT_EQ(std::round(r.max_ratio * 100) / 100, 3.32);
   EXPECT_EQ(r.flagged, 3);
