@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures and builds qpipe (Release) into ./build, with tests and benchmarks.
+# Usage: scripts/build.sh [extra cmake args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build build -j"$jobs"
