@@ -9,6 +9,8 @@
 
 #include "engine/error.h"
 #include "engine/kernel.h"
+#include "engine/integer/ort_avx2.h"
+#include "engine/kernels/common.h"
 #include "engine/kernels/fast/fused.h"
 #include "engine/op_registry.h"
 
@@ -106,6 +108,7 @@ struct Session::Impl {
     return p;
   }
   void fuse(Plan& plan, const std::set<int>& keep) const;
+  void rewrite_ort_avx2(Plan& plan, const std::set<int>& keep) const;
   void plan_buffers(Plan& plan, const std::set<int>& keep) const;
 };
 
@@ -211,6 +214,7 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
   }
   std::set<int> keep(output_ids.begin(), output_ids.end());
   keep.insert(fetch.begin(), fetch.end());
+  if (!options.float64 && options.exec_mode == "ort-avx2") rewrite_ort_avx2(*plan, keep);
   if (!options.float64) fuse(*plan, keep);
   plan_buffers(*plan, keep);
   return plan;
@@ -400,6 +404,222 @@ void Session::Impl::fuse(Plan& plan, const std::set<int>& keep) const {
   plan.steps = std::move(steps);
 }
 
+
+// exec_mode "ort-avx2": replaces the QDQ groups ONNX Runtime 1.30 fuses on an
+// AVX2 machine without VNNI by integer kernels (engine/integer/ort_avx2.h),
+// following ../shared/reference/ort_fused_int8_numerics.md:
+//  - an int8 QuantizeLinear is rewritten to uint8 only when its value reaches
+//    exactly one consumer (through its DequantizeLinear nodes);
+//  - DQ->Conv->Q, DQ->MatMul->Q, DQ->AveragePool->Q (global) and
+//    DQ,DQ->Add->Q fuse only when every activation involved is uint8, and
+//    weights are int8 initializers (biases int32);
+//  - everything else keeps reference float32 semantics.
+// Fused tensors in `keep` (fetched taps) block the fusion, so taps see the
+// reference values of the unfused graph.
+void Session::Impl::rewrite_ort_avx2(Plan& plan, const std::set<int>& keep) const {
+  const Graph& g = model.graph;
+  const std::size_t nsteps = plan.steps.size();
+  std::vector<std::vector<std::size_t>> consumers(plan.descs.size());
+  std::vector<long> producer(plan.descs.size(), -1);
+  for (std::size_t si = 0; si < nsteps; ++si) {
+    for (int id : plan.steps[si].in)
+      if (id >= 0) consumers[static_cast<std::size_t>(id)].push_back(si);
+    for (int id : plan.steps[si].out) producer[static_cast<std::size_t>(id)] = static_cast<long>(si);
+  }
+  auto op_of = [&](long si) -> const std::string& { return g.nodes[plan.steps[static_cast<std::size_t>(si)].node].op_type; };
+  auto node_of = [&](long si) -> const Node& { return g.nodes[plan.steps[static_cast<std::size_t>(si)].node]; };
+  auto constant = [&](int id) -> const Tensor* {
+    if (id < 0) return nullptr;
+    const Tensor& t = plan.constants[static_cast<std::size_t>(id)];
+    return t.empty() ? nullptr : &t;
+  };
+  // Scale and zero point (per tensor) of a Q or DQ step.
+  auto qparams = [&](long si, float* scale, int32_t* zp) {
+    const Step& st = plan.steps[static_cast<std::size_t>(si)];
+    const Tensor* s = st.in.size() > 1 ? constant(st.in[1]) : nullptr;
+    const Tensor* z = st.in.size() > 2 ? constant(st.in[2]) : nullptr;
+    if (!s || s->numel() != 1 || s->dtype() != DType::kFloat32) return false;
+    *scale = s->data<float>()[0];
+    *zp = z ? static_cast<int32_t>(to_double(*z)[0]) : 0;
+    if (z && z->numel() != 1) return false;
+    return true;
+  };
+  // Total consumers of a Q's value behind its DequantizeLinear nodes.
+  auto reach = [&](int q) {
+    std::size_t n = 0;
+    for (std::size_t c : consumers[static_cast<std::size_t>(q)]) {
+      if (op_of(static_cast<long>(c)) != "DequantizeLinear") return std::size_t{99};
+      n += consumers[static_cast<std::size_t>(plan.steps[c].out[0])].size();
+      if (keep.count(plan.steps[c].out[0])) n += 1;
+    }
+    return n;
+  };
+  auto is_u8_q = [&](int q) {
+    if (q < 0 || plan.descs[static_cast<std::size_t>(q)].dtype != DType::kInt8 || keep.count(q)) return false;
+    const long p = producer[static_cast<std::size_t>(q)];
+    return p >= 0 && op_of(p) == "QuantizeLinear" && reach(q) == 1;
+  };
+  // The int8 code tensor behind a float input produced by DQ(Q(...)); -1 if none.
+  auto code_of = [&](int x) -> int {
+    const long d = producer[static_cast<std::size_t>(x)];
+    if (d < 0 || op_of(d) != "DequantizeLinear" || keep.count(x)) return -1;
+    const int q = plan.steps[static_cast<std::size_t>(d)].in[0];
+    return is_u8_q(q) ? q : -1;
+  };
+  // The output Q of a float value with a single consumer; -1 if none.
+  auto out_q = [&](int v) -> long {
+    if (keep.count(v) || consumers[static_cast<std::size_t>(v)].size() != 1) return -1;
+    const long c = static_cast<long>(consumers[static_cast<std::size_t>(v)][0]);
+    if (op_of(c) != "QuantizeLinear" || !is_u8_q(plan.steps[static_cast<std::size_t>(c)].out[0])) return -1;
+    return c;
+  };
+  // An int8/int32 initializer behind a folded DequantizeLinear, with its scales.
+  auto quantized_init = [&](const std::string& name, std::vector<float>* scales) -> const Tensor* {
+    auto pn = g.producer(name);
+    if (!pn || g.nodes[*pn].op_type != "DequantizeLinear") return nullptr;
+    const Node& dq = g.nodes[*pn];
+    auto it = g.initializers.find(dq.inputs[0]);
+    auto st = g.initializers.find(dq.inputs.size() > 1 ? dq.inputs[1] : "");
+    if (it == g.initializers.end() || st == g.initializers.end()) return nullptr;
+    if (dq.inputs.size() > 2) {
+      auto zt = g.initializers.find(dq.inputs[2]);
+      if (zt == g.initializers.end()) return nullptr;
+      for (double z : to_double(zt->second))
+        if (z != 0) return nullptr;  // symmetric weights and biases only
+    }
+    for (double v : to_double(st->second)) scales->push_back(static_cast<float>(v));
+    return &it->second;
+  };
+
+  struct Rewrite {
+    std::size_t at;
+    std::vector<std::size_t> drop;
+    Step step;
+  };
+  std::vector<Rewrite> rewrites;
+  for (std::size_t si = 0; si < nsteps; ++si) {
+    const Step& st = plan.steps[si];
+    const Node& n = node_of(static_cast<long>(si));
+    if (st.out.size() != 1 || st.in.empty() || st.in[0] < 0) continue;
+    const long qs = out_q(st.out[0]);
+    if (qs < 0) continue;
+    float sy = 0;
+    int32_t zy = 0;
+    if (!qparams(qs, &sy, &zy)) continue;
+    const int yq = plan.steps[static_cast<std::size_t>(qs)].out[0];
+    Step step;
+    step.node = st.node;
+    step.out = {yq};
+    if (n.op_type == "Conv" || n.op_type == "MatMul") {
+      const int xq = code_of(st.in[0]);
+      if (xq < 0 || st.in.size() < 2) continue;
+      float sx = 0;
+      int32_t zx = 0;
+      if (!qparams(producer[static_cast<std::size_t>(st.in[0])], &sx, &zx)) continue;
+      std::vector<float> sw, sb;
+      const Tensor* w = quantized_init(n.inputs[1], &sw);
+      if (!w || w->dtype() != DType::kInt8) continue;
+      const Tensor* b = nullptr;
+      if (n.op_type == "Conv" && n.inputs.size() > 2 && !n.inputs[2].empty()) {
+        b = quantized_init(n.inputs[2], &sb);
+        if (!b || b->dtype() != DType::kInt32) continue;
+      }
+      integer::QLinearConvParams q;
+      const Shape& xs = plan.descs[static_cast<std::size_t>(st.in[0])].shape;
+      const Shape& ys = plan.descs[static_cast<std::size_t>(st.out[0])].shape;
+      if (n.op_type == "Conv") {
+        if (xs.size() != 4 || w->rank() != 4) continue;
+        const kernels::Geometry2D geo = kernels::conv_geometry(n, xs, w->dim(2), w->dim(3));
+        q.p = {xs[0], xs[1], xs[2], xs[3], w->dim(0), w->dim(2), w->dim(3), geo.sh, geo.sw, geo.dh, geo.dw,
+               geo.pad_top, geo.pad_left, geo.out_h, geo.out_w};
+      } else {
+        if (w->rank() != 2 || xs.size() != 2) continue;
+        q.p = {xs[0], w->dim(0), 1, 1, w->dim(1), 1, 1, 1, 1, 1, 1, 0, 0, 1, 1};
+      }
+      const int64_t M = q.p.m;
+      if (sw.size() != 1 && static_cast<int64_t>(sw.size()) != M) continue;
+      q.w.assign(w->data<int8_t>(), w->data<int8_t>() + w->numel());
+      q.bias.assign(static_cast<std::size_t>(M), 0);
+      if (b) q.bias.assign(b->data<int32_t>(), b->data<int32_t>() + M);
+      q.zp_x = zx + 128;
+      q.zp_y = zy + 128;
+      for (int64_t m = 0; m < M; ++m) {
+        const float a = sx * sw[sw.size() == 1 ? 0 : static_cast<std::size_t>(m)];
+        q.multiplier.push_back(a / sy);
+      }
+      (void)ys;
+      step.kernel = n.op_type == "Conv" ? integer::make_qlinear_conv(std::move(q)) : integer::make_qlinear_matmul(std::move(q));
+      step.in = {xq};
+    } else if ((n.op_type == "AveragePool" || n.op_type == "GlobalAveragePool")) {
+      const int xq = code_of(st.in[0]);
+      if (xq < 0) continue;
+      const Shape& xs = plan.descs[static_cast<std::size_t>(st.in[0])].shape;
+      if (xs.size() != 4) continue;
+      if (n.op_type == "AveragePool") {
+        const auto k = n.attr_ints("kernel_shape");
+        const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+        const bool global = k.size() == 2 && k[0] == xs[2] && k[1] == xs[3] &&
+                            std::all_of(pads.begin(), pads.end(), [](int64_t v) { return v == 0; }) &&
+                            n.attr_string("auto_pad", "NOTSET") == "NOTSET";
+        if (!global) continue;
+      }
+      float sx = 0;
+      int32_t zx = 0;
+      if (!qparams(producer[static_cast<std::size_t>(st.in[0])], &sx, &zx)) continue;
+      step.kernel = integer::make_qlinear_global_avgpool(xs[2] * xs[3], zx + 128, zy + 128, sx, sy);
+      step.in = {xq};
+    } else if (n.op_type == "Add" && st.in.size() == 2) {
+      const int aq = code_of(st.in[0]), bq = code_of(st.in[1]);
+      if (aq < 0 || bq < 0) continue;
+      if (plan.descs[static_cast<std::size_t>(st.in[0])].shape != plan.descs[static_cast<std::size_t>(st.in[1])].shape) continue;
+      float sa = 0, sb = 0;
+      int32_t za = 0, zb = 0;
+      if (!qparams(producer[static_cast<std::size_t>(st.in[0])], &sa, &za) ||
+          !qparams(producer[static_cast<std::size_t>(st.in[1])], &sb, &zb))
+        continue;
+      step.kernel = integer::make_qlinear_add(za + 128, sa, zb + 128, sb, zy + 128, sy);
+      step.in = {aq, bq};
+    } else if (n.op_type == "Softmax") {
+      const int xq = code_of(st.in[0]);
+      if (xq < 0) continue;
+      const Shape& xs = plan.descs[static_cast<std::size_t>(st.in[0])].shape;
+      int64_t axis = n.attr_int("axis", model.opset >= 13 ? -1 : 1);
+      if (axis < 0) axis += static_cast<int64_t>(xs.size());
+      if (model.opset < 13 || axis != static_cast<int64_t>(xs.size()) - 1) continue;
+      float sx = 0;
+      int32_t zx = 0;
+      if (!qparams(producer[static_cast<std::size_t>(st.in[0])], &sx, &zx)) continue;
+      step.kernel = integer::make_qlinear_softmax(xs.back(), sx, sy, zy + 128);
+      step.in = {xq};
+    } else {
+      continue;
+    }
+    rewrites.push_back({static_cast<std::size_t>(qs), {si, static_cast<std::size_t>(qs)}, std::move(step)});
+  }
+  std::vector<bool> drop(nsteps, false);
+  for (const auto& r : rewrites)
+    for (std::size_t d : r.drop) drop[d] = true;
+  std::vector<Step> steps;
+  std::size_t r = 0;
+  std::sort(rewrites.begin(), rewrites.end(), [](const Rewrite& a, const Rewrite& b) { return a.at < b.at; });
+  for (std::size_t si = 0; si < nsteps; ++si) {
+    if (!drop[si]) steps.push_back(std::move(plan.steps[si]));
+    for (; r < rewrites.size() && rewrites[r].at == si; ++r) steps.push_back(std::move(rewrites[r].step));
+  }
+  // DequantizeLinear steps whose outputs nobody reads any more are dropped.
+  std::vector<std::size_t> uses(plan.descs.size(), 0);
+  for (const Step& s : steps)
+    for (int id : s.in)
+      if (id >= 0) ++uses[static_cast<std::size_t>(id)];
+  std::vector<Step> live;
+  for (auto& s : steps) {
+    const bool dead = g.nodes[s.node].op_type == "DequantizeLinear" && s.out.size() == 1 &&
+                      uses[static_cast<std::size_t>(s.out[0])] == 0 && !keep.count(s.out[0]);
+    if (!dead) live.push_back(std::move(s));
+  }
+  plan.steps = std::move(live);
+}
+
 // Liveness and buffer slots: every value computed by a step gets a slot that
 // is reused once the value (and every view of it) is dead; values that are
 // kept (returned to the caller) get fresh storage each run instead.
@@ -474,6 +694,8 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
   auto& im = *impl_;
   im.model = std::move(model);
   im.options = options;
+  if (options.exec_mode != "reference" && options.exec_mode != "ort-avx2")
+    fail(ErrorKind::kUsage, "{}: unknown exec_mode '{}' (supported: reference, ort-avx2)", im.model.path, options.exec_mode);
   const Graph& g = im.model.graph;
   im.order = g.topological_order();
   for (const auto& [name, _] : g.initializers) im.id_of(name);
