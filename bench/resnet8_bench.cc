@@ -3,8 +3,8 @@
 //   fp32          ../shared/models/resnet8.onnx
 //   qdq_ref       ../shared/models/resnet8_int8_ort_reference.onnx, reference
 //                 (ONNX spec) QDQ semantics
-//   qdq_<mode>    the same QDQ model under an integer execution mode
-//                 (SessionOptions::exec_mode), when qpipe supports it
+//   qdq_ort_avx2  the same QDQ model under exec_mode "ort-avx2" (ONNX
+//                 Runtime's fused AVX2 integer arithmetic, scalar emulation)
 // at batch 1 and 256, with 1 and 2 threads (a tbb::task_arena per benchmark).
 // Portable variants (fp32_portable, qdq_ref_portable) force the SSE2/Eigen
 // kernels (SessionOptions::force_portable) for comparison with the AVX2 path.
@@ -161,7 +161,11 @@ void BM_ResNet8_qdq_ref(benchmark::State& s) { run_model(s, "resnet8_int8_ort_re
 void BM_ResNet8_qdq_ref_portable(benchmark::State& s) {
   run_model(s, "resnet8_int8_ort_reference.onnx", "reference", true);
 }
+void BM_ResNet8_qdq_ort_avx2(benchmark::State& s) {
+  run_model(s, "resnet8_int8_ort_reference.onnx", "ort-avx2", false);
+}
 BENCHMARK(BM_ResNet8_fp32)->Apply(args);
+BENCHMARK(BM_ResNet8_qdq_ort_avx2)->Apply(args);
 BENCHMARK(BM_ResNet8_fp32_portable)->Apply(args);
 BENCHMARK(BM_ResNet8_qdq_ref)->Apply(args);
 BENCHMARK(BM_ResNet8_qdq_ref_portable)->Apply(args);
