@@ -33,7 +33,7 @@ int cmd_eval(const Args& args) {
       .value("max-samples", "N", "evaluate only the first N images of the split")
       .value("batch", "B", "images per batch", "256")
       .value("threads", "T", "worker threads (0 = all cores)", "0")
-      .value("exec-mode", "MODE", "how QDQ models run: reference (ONNX spec semantics)", "reference")
+      .value("exec-mode", "MODE", "how QDQ models run: reference (ONNX spec semantics) or ort-avx2 (ONNX Runtime 1.30 fused AVX2 integer arithmetic)", "reference")
       .value("json", "OUT", "write the result as JSON (written atomically)")
       .flag("predictions", "include per-image predictions in the JSON")
       .flag("quiet", "print only the accuracy line");
@@ -44,9 +44,14 @@ int cmd_eval(const Args& args) {
   const int64_t batch = opts.get_int("batch");
   if (batch < 1) fail(ErrorKind::kUsage, "--batch must be >= 1, got {}", batch);
   const int threads = thread_count(opts);
+  const int64_t max_samples = opts.has("max-samples") ? opts.get_int("max-samples") : -1;
+  if (opts.has("max-samples") && max_samples < 0)
+    fail(ErrorKind::kUsage, "--max-samples must be >= 0, got {}", max_samples);
+  if (split != "test" && split != "train")
+    fail(ErrorKind::kUsage, "--split must be test or train, got '{}'", split);
 
   Cifar10Dataset data = open_cifar10(data_dir, parse_cifar10_split(split));
-  if (opts.has("max-samples")) data = data.limited(opts.get_int("max-samples"));
+  if (max_samples >= 0) data = data.limited(max_samples);
   SessionOptions so;
   so.exec_mode = opts.get("exec-mode");
   Session session(load_onnx(model_path), so);
