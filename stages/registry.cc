@@ -17,6 +17,7 @@ void register_builtin_stages(StageRegistry& registry) {
   registry.add(stages::make_sensitivity_stage());
   registry.add(stages::make_distributions_stage());
   registry.add(stages::make_overflow_stage());
+  registry.add(stages::make_sqnr_compare_stage());
 }
 
 }  // namespace qpipe

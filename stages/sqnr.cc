@@ -19,6 +19,7 @@ void run(StageContext& ctx) {
   auto r = analysis::analyze_sqnr(in.fp32, *in.qdq, in.data, o);
   ctx.progress(static_cast<uint64_t>(in.data.size), static_cast<uint64_t>(in.data.size), "images");
   nlohmann::json doc = analysis::sqnr_to_json(r);
+  doc["label"] = in.qdq_label;  // names the variant for sqnr_compare
   nlohmann::json metrics = nlohmann::json::object();
   for (const auto& t : doc.value("tensors", nlohmann::json::array()))
     if (t.contains("name") && t.contains("sqnr_db") && t["sqnr_db"].is_number())
@@ -34,7 +35,7 @@ void run(StageContext& ctx) {
 StageType make_sqnr_stage() {
   StageType t;
   t.name = "sqnr";
-  t.version = "1";
+  t.version = "2";  // 2: the result carries "label"
   t.description = "per-tensor SQNR (accumulated and local), cosine, max error, clipping";
   t.params = {{"batch", ParamKind::kInt, false, 32, "images per batch"},
               {"local", ParamKind::kBool, false, true, "also compute the local (op alone) variant"}};

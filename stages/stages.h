@@ -18,6 +18,7 @@ StageType make_residual_stage();
 StageType make_sensitivity_stage();
 StageType make_distributions_stage();
 StageType make_overflow_stage();
+StageType make_sqnr_compare_stage();
 
 // Opens the dataset a `dataset` artifact describes (stages/dataset.cc).
 Cifar10Dataset open_dataset_artifact(const nlohmann::json& doc);
