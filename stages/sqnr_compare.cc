@@ -166,6 +166,7 @@ void run(StageContext& ctx) {
     doc["tensors"].push_back(t);
   }
   doc["top_gains"] = nlohmann::json::object();
+  doc["top_activation_gains"] = nlohmann::json::object();
   std::string md = fmt::format(
       "Accumulated SQNR of {} tensors present in all {} models, compared with **{}** (gain in dB; positive = less "
       "quantization noise).\n\n",
@@ -184,36 +185,51 @@ void run(StageContext& ctx) {
     std::sort(gv.begin(), gv.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
-    nlohmann::json top = nlohmann::json::array();
-    for (size_t k = 0; k < gv.size() && k < static_cast<size_t>(kTopN); ++k) {
-      const auto& name = gv[k].second;
-      top.push_back({{"name", name},
-                     {"kind", base.tensors.at(name).kind},
-                     {"gain_db", gv[k].first},
-                     {"baseline_db", num_or_null(base.tensors.at(name).sqnr_db)},
-                     {"sqnr_db", num_or_null(vars[i].tensors.at(name).sqnr_db)}});
-    }
+    // The top tensors overall, and separately the top activations (the
+    // weights' own SQNR dominates the overall list under per-channel).
+    auto top_of = [&](const char* kind) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& [gd, name] : gv) {
+        if (top.size() >= static_cast<size_t>(kTopN)) break;
+        if (kind && base.tensors.at(name).kind != kind) continue;
+        top.push_back({{"name", name},
+                       {"kind", base.tensors.at(name).kind},
+                       {"op", base.tensors.at(name).op},
+                       {"gain_db", gd},
+                       {"baseline_db", num_or_null(base.tensors.at(name).sqnr_db)},
+                       {"sqnr_db", num_or_null(vars[i].tensors.at(name).sqnr_db)}});
+      }
+      return top;
+    };
+    nlohmann::json top = top_of(nullptr), top_act = top_of("activation");
     doc["top_gains"][vars[i].label] = top;
+    doc["top_activation_gains"][vars[i].label] = top_act;
     if (auto og = gain(vars[i].output_db, base.output_db)) metrics["output_gain_db/" + vars[i].label] = *og;
     int improved = 0, worse = 0;
     for (const auto& entry : gv) {
       if (entry.first > 0.05) ++improved;
       if (entry.first < -0.05) ++worse;
     }
-    md += fmt::format("**{}** vs {}: {} of {} tensors gain, {} lose (more than 0.05 dB). ", vars[i].label,
+    md += fmt::format("**{}** vs {}: {} of {} tensors gain, {} lose (more than 0.05 dB).\n\n", vars[i].label,
                       base.label, improved, gv.size(), worse);
-    if (top.empty() || top[0]["gain_db"].get<double>() <= 0) {
-      md += "No layer gained.\n\n";
-      continue;
-    }
-    md += "The layers that gained the most:\n\n";
-    for (const auto& e : top) {
-      if (e["gain_db"].get<double>() <= 0) break;
-      md += fmt::format("- `{}` ({}): {} → {} dB (**{:+.2f} dB**)\n", e["name"].get<std::string>(),
-                        e["kind"].get<std::string>(), fmt_db(base.tensors.at(e["name"]).sqnr_db),
-                        fmt_db(vars[i].tensors.at(e["name"]).sqnr_db), e["gain_db"].get<double>());
-    }
-    md += "\n";
+    auto list = [&](const nlohmann::json& entries, const std::string& what) {
+      if (entries.empty() || entries[0]["gain_db"].get<double>() <= 0) {
+        md += fmt::format("No {} gained.\n\n", what);
+        return;
+      }
+      md += fmt::format("The {} that gained the most:\n\n", what);
+      for (const auto& e : entries) {
+        if (e["gain_db"].get<double>() <= 0) break;
+        const std::string name = e["name"].get<std::string>();
+        md += fmt::format("- `{}` ({}{}): {} → {} dB (**{:+.2f} dB**)\n", name, e["kind"].get<std::string>(),
+                          e["op"].get<std::string>().empty() ? "" : ", " + e["op"].get<std::string>(),
+                          fmt_db(base.tensors.at(name).sqnr_db), fmt_db(vars[i].tensors.at(name).sqnr_db),
+                          e["gain_db"].get<double>());
+      }
+      md += "\n";
+    };
+    list(top, "tensors (weights, biases, activations)");
+    list(top_act, "activations");
   }
   doc["metrics"] = metrics;
   doc["report"] = {{"title", fmt::format("SQNR comparison: which layers gained (baseline {})", base.label)},
@@ -226,7 +242,7 @@ void run(StageContext& ctx) {
 StageType make_sqnr_compare_stage() {
   StageType t;
   t.name = "sqnr_compare";
-  t.version = "1";
+  t.version = "2";
   t.description = "per-tensor accumulated SQNR of several QDQ models side by side, gain vs a baseline, top layers";
   t.params = {{"baseline", ParamKind::kString, false, nullptr,
                "label of the baseline sqnr result (the sqnr stage's label param, default its stage id); default the "
