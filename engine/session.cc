@@ -168,13 +168,18 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
       problems.push_back(fmt::format("{}: {}", node.where(ni), e.what()));
       continue;
     }
-    if (prepared.outputs.size() != node.outputs.size()) {
-      problems.push_back(fmt::format("{}: produces {} outputs, qpipe supports {}", node.where(ni), node.outputs.size(),
+    // Trailing empty output names are omitted optional outputs (ONNX).
+    std::size_t used_outputs = node.outputs.size();
+    while (used_outputs > 0 && node.outputs[used_outputs - 1].empty()) --used_outputs;
+    bool empty_inside = false;
+    for (std::size_t k = 0; k < used_outputs; ++k) empty_inside = empty_inside || node.outputs[k].empty();
+    if (prepared.outputs.size() != used_outputs || empty_inside) {
+      problems.push_back(fmt::format("{}: produces {} outputs, qpipe supports {}", node.where(ni), used_outputs,
                                      prepared.outputs.size()));
       continue;
     }
     std::vector<int> out_ids;
-    for (std::size_t k = 0; k < node.outputs.size(); ++k) {
+    for (std::size_t k = 0; k < used_outputs; ++k) {
       const int id = ids.at(node.outputs[k]);
       out_ids.push_back(id);
       plan->descs[static_cast<std::size_t>(id)] = prepared.outputs[k];
