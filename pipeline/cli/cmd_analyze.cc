@@ -48,12 +48,6 @@ std::string file_safe(std::string s) {
   return s;
 }
 
-int analyze_threads(const Options& opts) {
-  const int64_t t = opts.get_int("threads");
-  if (t < 0) fail(ErrorKind::kUsage, "--threads must be >= 0 (0 = all cores), got {}", t);
-  return t == 0 ? tbb::info::default_concurrency() : static_cast<int>(t);
-}
-
 double parse_double(const std::string& flag, const std::string& v) {
   try {
     std::size_t pos = 0;
@@ -93,7 +87,7 @@ int cmd_analyze(const Args& args) {
   const fs::path out = opts.get("out");
   const int64_t batch = opts.get_int("batch");
   if (batch < 1) fail(ErrorKind::kUsage, "--batch must be >= 1, got {}", batch);
-  const int threads = analyze_threads(opts);
+  const int threads = thread_budget(opts);
   const double ratio = parse_double("ratio-threshold", opts.get("ratio-threshold"));
   std::set<std::string> what;
   for (const auto& w : split_list(opts.get("what"))) {

@@ -17,12 +17,6 @@
 
 namespace qpipe::cli {
 
-int thread_count(const Options& opts) {
-  const int64_t t = opts.has("threads") ? opts.get_int("threads") : 0;
-  if (t < 0) fail(ErrorKind::kUsage, "--threads must be >= 0 (0 = all cores), got {}", t);
-  return t == 0 ? tbb::info::default_concurrency() : static_cast<int>(t);
-}
-
 int cmd_eval(const Args& args) {
   Options opts("eval", "--model M --data DIR [options]",
                "Evaluate an ONNX classifier on CIFAR-10 (binary format): top-1 accuracy, per-class accuracy,\n"
@@ -43,7 +37,7 @@ int cmd_eval(const Args& args) {
   const std::string split = opts.get("split");
   const int64_t batch = opts.get_int("batch");
   if (batch < 1) fail(ErrorKind::kUsage, "--batch must be >= 1, got {}", batch);
-  const int threads = thread_count(opts);
+  const int threads = thread_budget(opts);
   const int64_t max_samples = opts.has("max-samples") ? opts.get_int("max-samples") : -1;
   if (opts.has("max-samples") && max_samples < 0)
     fail(ErrorKind::kUsage, "--max-samples must be >= 0, got {}", max_samples);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <tbb/info.h>
+
 #include <cstdio>
 
 #include "engine/error.h"
@@ -124,6 +126,12 @@ int64_t Options::get_int(const std::string& name) const {
 bool Options::is_set(const std::string& name) const {
   auto it = switches_.find(name);
   return it != switches_.end() && it->second;
+}
+
+int thread_budget(const Options& opts) {
+  const int64_t t = opts.get_int("threads");
+  if (t < 0) fail(ErrorKind::kUsage, "--threads must be >= 0 (0 = all cores), got {}", t);
+  return t == 0 ? tbb::info::default_concurrency() : static_cast<int>(t);
 }
 
 }  // namespace qpipe::cli

@@ -47,4 +47,7 @@ class Options {
   std::map<std::string, bool> switches_;
 };
 
+// The thread budget from --threads (0 = all cores); kUsage error when negative.
+int thread_budget(const Options& opts);
+
 }  // namespace qpipe::cli
