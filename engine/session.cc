@@ -9,6 +9,7 @@
 
 #include "engine/error.h"
 #include "engine/kernel.h"
+#include "engine/integer/exact.h"
 #include "engine/integer/ort_avx2.h"
 #include "engine/kernels/common.h"
 #include "engine/kernels/fast/fused.h"
@@ -109,6 +110,7 @@ struct Session::Impl {
   }
   void fuse(Plan& plan, const std::set<int>& keep) const;
   void rewrite_ort_avx2(Plan& plan, const std::set<int>& keep) const;
+  void rewrite_exact(Plan& plan, const std::set<int>& keep) const;
   void plan_buffers(Plan& plan, const std::set<int>& keep) const;
 };
 
@@ -220,6 +222,7 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
   std::set<int> keep(output_ids.begin(), output_ids.end());
   keep.insert(fetch.begin(), fetch.end());
   if (!options.float64 && options.exec_mode == "ort-avx2") rewrite_ort_avx2(*plan, keep);
+  if (!options.float64 && options.exec_mode == "exact") rewrite_exact(*plan, keep);
   if (!options.float64) fuse(*plan, keep);
   plan_buffers(*plan, keep);
   return plan;
@@ -625,6 +628,49 @@ void Session::Impl::rewrite_ort_avx2(Plan& plan, const std::set<int>& keep) cons
   plan.steps = std::move(live);
 }
 
+// exec_mode "exact": the QDQ groups engine/integer/exact.h runs on int8/uint8
+// codes (plan_exact_rewrites decides which) replace their DQ -> op -> Q steps;
+// DequantizeLinear steps nobody reads any more are dropped.
+void Session::Impl::rewrite_exact(Plan& plan, const std::set<int>& keep) const {
+  integer::ExactPlanView view;
+  view.model = &model;
+  view.descs = &plan.descs;
+  view.constants = &plan.constants;
+  view.keep = &keep;
+  view.names = names;
+  view.isa = integer::exact_best_isa(options.force_portable);
+  for (const Step& s : plan.steps) view.steps.push_back({s.node, s.in, s.out});
+  std::vector<integer::ExactRewrite> rewrites = integer::plan_exact_rewrites(view);
+  const std::size_t nsteps = plan.steps.size();
+  std::vector<bool> drop(nsteps, false);
+  for (const auto& r : rewrites)
+    for (std::size_t d : r.drop) drop[d] = true;
+  std::sort(rewrites.begin(), rewrites.end(), [](const auto& a, const auto& b) { return a.at < b.at; });
+  std::vector<Step> steps;
+  for (std::size_t si = 0, r = 0; si < nsteps; ++si) {
+    if (!drop[si]) steps.push_back(std::move(plan.steps[si]));
+    for (; r < rewrites.size() && rewrites[r].at == si; ++r) {
+      Step step;
+      step.node = rewrites[r].node;
+      step.view = rewrites[r].kernel->is_view();
+      step.kernel = std::move(rewrites[r].kernel);
+      step.in = std::move(rewrites[r].in);
+      step.out = std::move(rewrites[r].out);
+      steps.push_back(std::move(step));
+    }
+  }
+  std::vector<std::size_t> uses(plan.descs.size(), 0);
+  for (const Step& s : steps)
+    for (int id : s.in)
+      if (id >= 0) ++uses[static_cast<std::size_t>(id)];
+  plan.steps.clear();
+  for (auto& s : steps) {
+    const bool dead = model.graph.nodes[s.node].op_type == "DequantizeLinear" && s.out.size() == 1 &&
+                      uses[static_cast<std::size_t>(s.out[0])] == 0 && !keep.count(s.out[0]);
+    if (!dead) plan.steps.push_back(std::move(s));
+  }
+}
+
 // Liveness and buffer slots: every value computed by a step gets a slot that
 // is reused once the value (and every view of it) is dead; values that are
 // kept (returned to the caller) get fresh storage each run instead.
@@ -699,8 +745,9 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
   auto& im = *impl_;
   im.model = std::move(model);
   im.options = options;
-  if (options.exec_mode != "reference" && options.exec_mode != "ort-avx2")
-    fail(ErrorKind::kUsage, "{}: unknown exec_mode '{}' (supported: reference, ort-avx2)", im.model.path, options.exec_mode);
+  if (options.exec_mode != "reference" && options.exec_mode != "ort-avx2" && options.exec_mode != "exact")
+    fail(ErrorKind::kUsage, "{}: unknown exec_mode '{}' (supported: reference, ort-avx2, exact)", im.model.path,
+         options.exec_mode);
   const Graph& g = im.model.graph;
   im.order = g.topological_order();
   for (const auto& [name, _] : g.initializers) im.id_of(name);

@@ -54,8 +54,9 @@ StageType make_evaluate_stage() {
       {"framework", ParamKind::kString, false, "qpipe", "framework column of the milestone table"},
       {"dtype", ParamKind::kString, false, "float32", "data type column of the milestone table"},
       {"exec_mode", ParamKind::kString, false, "reference",
-       "how QDQ models run: reference (ONNX spec semantics) or ort-avx2 (ONNX Runtime 1.30 fused AVX2 arithmetic)",
-       {"reference", "ort-avx2"}},
+       "how QDQ models run: reference (ONNX spec semantics), ort-avx2 (ONNX Runtime 1.30 fused AVX2 arithmetic) or "
+       "exact (int8/uint8 codes between ops, exact int32 accumulation, float32 requantization)",
+       {"reference", "ort-avx2", "exact"}},
       {"batch", ParamKind::kInt, false, nullptr, "images per batch (default: the run's batch size)"},
       {"model_label", ParamKind::kString, false, nullptr, "model name written into the result (default: file name)"},
   };

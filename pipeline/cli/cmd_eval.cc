@@ -27,7 +27,7 @@ int cmd_eval(const Args& args) {
       .value("max-samples", "N", "evaluate only the first N images of the split")
       .value("batch", "B", "images per batch", "256")
       .value("threads", "T", "worker threads (0 = all cores)", "0")
-      .value("exec-mode", "MODE", "how QDQ models run: reference (ONNX spec semantics) or ort-avx2 (ONNX Runtime 1.30 fused AVX2 integer arithmetic)", "reference")
+      .value("exec-mode", "MODE", "how QDQ models run: reference (ONNX spec semantics), ort-avx2 (ONNX Runtime 1.30 fused AVX2 integer arithmetic) or exact (int8 codes between ops, exact int32 accumulation, float32 requantization; quant/integer_arithmetic.md)", "reference")
       .value("json", "OUT", "write the result as JSON (written atomically)")
       .flag("predictions", "include per-image predictions in the JSON")
       .flag("quiet", "print only the accuracy line");

@@ -1,0 +1,188 @@
+#pragma once
+// Kernels and graph rewrite of the "exact" execution mode: how an int8
+// deployment target (TFLite-style integer kernels, VNNI / dot-product CPUs,
+// NPUs) computes a QDQ model. int8/uint8 codes flow between ops; every
+// convolution and matrix product accumulates exactly in int32 (zero points
+// subtracted exactly, bias added as int32); every op's output is requantized
+// once with a float32 multiplier and round-half-to-even:
+//
+//   y = sat[qmin,qmax](rne(clamp(float32(acc) * M, +-65536)) + zp_y)
+//
+// The arithmetic of every op is written out in quant/integer_arithmetic.md
+// ("exec_mode = exact"). Session (engine/session.cc) calls
+// plan_exact_rewrites() once per plan and swaps the returned kernels in for
+// the DQ -> op [-> Relu] -> Q groups they replace; everything else (the
+// graph input's QuantizeLinear, Softmax on dequantized logits, the output
+// DequantizeLinear) keeps reference float32 semantics.
+//
+// ISA paths (run-time dispatch, engine/kernels/fast/cpu.h style): AVX-512
+// VNNI (vpdpbusd: u8 x s8, four products summed into int32 without
+// saturation), AVX2 (bytes widened to int16, vpmaddwd: exact) and portable
+// scalar C++. All integer sums are exact and the requantization is the same
+// float32 sequence on every path, so the paths are bit-identical; results do
+// not depend on the batch size or the thread count.
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/graph.h"
+#include "engine/kernel.h"
+#include "engine/kernels/reference/conv.h"
+
+namespace qpipe::integer {
+
+enum class ExactIsa { kScalar, kAvx2, kAvx512Vnni };
+const char* exact_isa_name(ExactIsa isa);
+// Whether the CPU can run `isa` (scalar: always).
+bool exact_isa_supported(ExactIsa isa);
+// The best supported path; scalar when `force_portable` or QPIPE_FORCE_PORTABLE=1.
+ExactIsa exact_best_isa(bool force_portable);
+
+// Output stage shared by every kernel: codes in [qmin, qmax] (int8: -128..127,
+// uint8: 0..255); `relu` clamps below at zp_y (ReLU folded into the group).
+struct ExactOutput {
+  bool is_signed = true;  // output dtype int8 (else uint8)
+  int32_t zp = 0;
+  bool relu = false;
+  int32_t lo() const { return std::max<int32_t>(is_signed ? -128 : 0, relu ? zp : -1000); }
+  int32_t hi() const { return is_signed ? 127 : 255; }
+};
+
+// Conv (group 1, NCHW) and MatMul on codes:
+//   acc[m,p] = b[m] + sum_k (x[k,p] - zp_x) * (w[m,k] - zp_w[m])      (exact int32)
+//   y[m,p]   = sat(rne(float32(acc) * M[m]) + zp_y),   M[m] = float32(float32(s_x * s_w[m]) / s_y)
+// Padding pixels read zp_x (contribute 0).
+struct ExactConvParams {
+  reference::ConvParams p;      // geometry; the batch p.n is ignored (taken from the input)
+  bool x_signed = true;         // activation codes int8 (else uint8)
+  bool w_signed = true;         // weight codes int8 (else uint8)
+  std::vector<uint8_t> w;       // raw weight codes [m, c, kh, kw] (bytes of int8 or uint8)
+  std::vector<int32_t> zp_w;    // [m]
+  std::vector<int32_t> bias;    // [m] int32 (zeros when absent)
+  int32_t zp_x = 0;
+  std::vector<float> multiplier;  // [m]
+  ExactOutput out;
+};
+// Returns nullptr when the sums could overflow int32 (K too large).
+std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams params, ExactIsa isa);
+// x [rows, K] codes, w [K, M] (as MatMul's B), one multiplier per column.
+std::unique_ptr<OpKernel> make_exact_matmul(ExactConvParams params);
+
+// Elementwise Add / Mul of a code tensor `a` with either a code tensor `b` of
+// the same shape, or a constant per channel (axis 1; `b_const` holds C codes,
+// one scale and zero point per channel). `inner` = elements per channel row.
+//   Add: v = float32(a - zp_a) * Ma + float32(b - zp_b) * Mb     (two rounded products, one rounded sum, no FMA)
+//        Ma = float32(s_a / s_y), Mb = float32(s_b / s_y)
+//   Mul: v = float32((a - zp_a) * (b - zp_b)) * M,   M = float32(float32(s_a * s_b) / s_y)
+//   y = sat(rne(clamp(v, +-65536)) + zp_y)
+struct ExactBinaryParams {
+  bool is_mul = false;
+  bool a_signed = true, b_signed = true;
+  int32_t zp_a = 0;
+  float scale_a = 1.f;
+  // b as a tensor: one zero point/scale; b as a constant: per channel.
+  bool b_is_const = false;
+  std::vector<int32_t> b_codes;  // [C] when b_is_const
+  std::vector<int32_t> zp_b;     // [1] or [C]
+  std::vector<float> scale_b;    // [1] or [C]
+  int64_t channels = 1, inner = 1;
+  float scale_y = 1.f;
+  ExactOutput out;
+};
+std::unique_ptr<OpKernel> make_exact_binary(const ExactBinaryParams& params, ExactIsa isa);
+
+// Average over each plane of `count` elements (global average pool):
+//   y = sat(rne(float32(sum(x) - zp_x * count) * M) + zp_y),  M = float32(s_x / float32(s_y * count))
+std::unique_ptr<OpKernel> make_exact_global_avgpool(int64_t count, bool x_signed, int32_t zp_x, float scale_x,
+                                                    float scale_y, ExactOutput out);
+
+// Reshape/Flatten on codes: a view when the output parameters equal the
+// input's, else y = sat(rne(float32(x - zp_x) * M) + zp_y), M = float32(s_x / s_y).
+std::unique_ptr<OpKernel> make_exact_requantize(bool x_signed, int32_t zp_x, float scale_x, float scale_y,
+                                                ExactOutput out, bool view);
+
+// ---- Graph rewrite (used by engine/session.cc) ----------------------------
+
+struct ExactStepView {
+  std::size_t node = 0;
+  std::vector<int> in, out;
+};
+struct ExactPlanView {
+  const Model* model = nullptr;
+  const std::vector<ValueDesc>* descs = nullptr;    // per value id
+  const std::vector<Tensor>* constants = nullptr;   // per value id (empty when not constant)
+  std::vector<ExactStepView> steps;
+  const std::set<int>* keep = nullptr;              // graph outputs and fetched taps: never fused away
+  std::vector<std::string> names;                   // per value id
+  ExactIsa isa = ExactIsa::kScalar;
+};
+struct ExactRewrite {
+  std::size_t at = 0;                // the step index (of the group's QuantizeLinear) it replaces
+  std::vector<std::size_t> drop;     // step indices made obsolete (op, Relu, Q)
+  std::size_t node = 0;              // the group's op node
+  std::unique_ptr<OpKernel> kernel;
+  std::vector<int> in, out;
+};
+// The DQ -> op [-> Relu] -> Q groups exec_mode "exact" runs on codes. Groups
+// it cannot express exactly (unsupported attributes, per-axis activation
+// parameters, fetched intermediates) are left out and keep reference
+// semantics; the DequantizeLinear steps nobody reads any more are the
+// caller's to drop.
+std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& view);
+
+// ---- Internals shared by the ISA files (exact_*.cc) -----------------------
+namespace exact_detail {
+
+// Packed convolution: weights [Mpad][G] dwords of 4 s8 (k = 4g..4g+3, k in
+// (c, kh, kw) order, zero beyond K), activations per image as A[G][Ppad]
+// dwords of 4 u8 (same k), Ppad a multiple of 64.
+struct ConvPack {
+  reference::ConvParams p;
+  int64_t K = 0, G = 0, P = 0, Ppad = 0, Mpad = 0;
+  std::vector<uint32_t> w4;      // [Mpad][G]   (VNNI and scalar)
+  std::vector<uint32_t> w16;     // [Mpad][G][2] int16 pairs (w0,w2), (w1,w3) (AVX2)
+  std::vector<int32_t> c;        // [Mpad] bias - zx*sum(w) + K*zx*zw
+  std::vector<int32_t> zw;       // [Mpad] weight zero point in the s8 domain
+  bool any_zw = false;
+  std::vector<float> mult;       // [Mpad]
+  int32_t zx_u8 = 0;             // activation zero point in the u8 domain
+  bool x_signed = true;
+  ExactOutput out;
+};
+
+// Packs one image (NCHW codes) into A[G][Ppad] (u8 domain; padding reads zx).
+// `planes` is scratch. Portable (SSE2 when available), identical on every path.
+void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& planes, uint32_t* A);
+
+// acc -> code (scalar definition of the output stage).
+inline int32_t requant(int32_t acc, float mult, const ExactOutput& o, int32_t lo, int32_t hi) {
+  float v = static_cast<float>(acc) * mult;
+  v = v < -65536.f ? -65536.f : (v > 65536.f ? 65536.f : v);
+  int32_t r = static_cast<int32_t>(__builtin_nearbyintf(v)) + o.zp;
+  return r < lo ? lo : (r > hi ? hi : r);
+}
+
+// GEMM + output stage for one image: y[m*P + p] for m < M, p < P. `sx` is
+// scratch of Ppad int32 (per-pixel sums, used when any_zw), `tmp` scratch of
+// Mpad*Ppad bytes (used when P is not a multiple of 64).
+void gemm_scalar(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
+void gemm_avx2(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
+void gemm_avx512vnni(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
+
+// Elementwise row: y[i] for i < n with b either a row (bp) or one value (bv).
+struct BinaryRow {
+  bool is_mul;
+  bool a_signed, b_signed;
+  int32_t za, zb;
+  float ma, mb;   // Add: Ma, Mb; Mul: ma = M
+  ExactOutput out;
+};
+void binary_row_scalar(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
+void binary_row_avx2(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
+
+}  // namespace exact_detail
+}  // namespace qpipe::integer
