@@ -14,6 +14,7 @@ int cmd_eval(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_quantize(const Args& args);  // PTQ to an ONNX QDQ model (pipeline/cli/cmd_quantize.cc)
 int cmd_analyze(const Args& args);  // SQNR/residual/sensitivity/distributions/overflow (pipeline/cli/cmd_analyze.cc)
+int cmd_bench(const Args& args);    // whole-model throughput table (pipeline/cli/cmd_bench.cc)
 
 // Pipeline commands (pipeline/cli/cmd_*.cc).
 int cmd_run(const Args& args);      // run an experiment spec

@@ -27,6 +27,7 @@ const std::vector<Command>& commands() {
       {"inspect", "summarise an ONNX model (ops, tensors, shapes, parameters)", qpipe::cli::cmd_inspect},
       {"quantize", "post-training quantization to an ONNX QDQ model (ORT placement)", qpipe::cli::cmd_quantize},
       {"analyze", "explain a QDQ model's error: SQNR, residual Adds, sensitivity, distributions, overflow", qpipe::cli::cmd_analyze},
+      {"bench", "time whole-model inference: images/s, GFLOP/s, ms/batch, RSS per model, mode, batch, threads", qpipe::cli::cmd_bench},
       {"run", "run an experiment spec: DAG on oneTBB, cached stages, report, gates", qpipe::cli::cmd_run},
       {"plan", "show an experiment's DAG and what would run or be reused, and why (--dot)", qpipe::cli::cmd_plan},
       {"compare", "diff two report.json files; non-zero exit on a regression", qpipe::cli::cmd_compare},
