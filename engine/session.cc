@@ -13,6 +13,7 @@
 #include "engine/integer/ort_avx2.h"
 #include "engine/kernels/common.h"
 #include "engine/kernels/fast/fused.h"
+#include "engine/kernels/ort_order_conv.h"
 #include "engine/op_registry.h"
 
 namespace qpipe {
@@ -135,6 +136,7 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
     known[static_cast<std::size_t>(input_ids[i])] = true;
   }
   PrepareContext ctx{model.path, options.exec_mode, model.opset};
+  const bool ort_conv_order = !options.float64 && options.conv_order == "ort";
   const auto& registry = OpRegistry::instance();
   std::vector<std::string> problems;
   for (std::size_t ni : order) {
@@ -164,7 +166,12 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
     if (!ready) continue;  // an upstream node was refused; its problem is already listed
     Prepared prepared;
     try {
-      prepared = fn(node, in, ctx);
+      if (ort_conv_order && node.op_type == "Conv")
+        prepared = kernels::prepare_conv_ort_order(node, in, options.ort_intra_op_threads);
+      else if (ort_conv_order && node.op_type == "MatMul")
+        prepared = kernels::prepare_matmul_ort_order(node, in);
+      else
+        prepared = fn(node, in, ctx);
     } catch (const PtqError& e) {
       if (e.kind() != ErrorKind::kUnsupported && e.kind() != ErrorKind::kInput) throw;
       problems.push_back(fmt::format("{}: {}", node.where(ni), e.what()));
@@ -223,7 +230,7 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
   keep.insert(fetch.begin(), fetch.end());
   if (!options.float64 && options.exec_mode == "ort-avx2") rewrite_ort_avx2(*plan, keep);
   if (!options.float64 && options.exec_mode == "exact") rewrite_exact(*plan, keep);
-  if (!options.float64) fuse(*plan, keep);
+  if (!options.float64 && !ort_conv_order) fuse(*plan, keep);  // fuse rebuilds every Conv
   plan_buffers(*plan, keep);
   return plan;
 }
@@ -748,6 +755,11 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
   if (options.exec_mode != "reference" && options.exec_mode != "ort-avx2" && options.exec_mode != "exact")
     fail(ErrorKind::kUsage, "{}: unknown exec_mode '{}' (supported: reference, ort-avx2, exact)", im.model.path,
          options.exec_mode);
+  if (options.conv_order != "qpipe" && options.conv_order != "ort")
+    fail(ErrorKind::kUsage, "{}: unknown conv_order '{}' (supported: qpipe, ort)", im.model.path, options.conv_order);
+  if (options.ort_intra_op_threads < 1)
+    fail(ErrorKind::kUsage, "{}: ort_intra_op_threads must be at least 1, got {}", im.model.path,
+         options.ort_intra_op_threads);
   const Graph& g = im.model.graph;
   im.order = g.topological_order();
   for (const auto& [name, _] : g.initializers) im.id_of(name);

@@ -39,6 +39,15 @@ struct SessionOptions {
   // bit-identical to the unfused plan; tensors fetched as taps are never
   // fused away. Off only for tests and benchmarks of the unfused plan.
   bool fuse = true;
+  // Summation order of float32 Conv and MatMul.
+  //  qpipe: the engine's kernels (one FMA chain over K per output element).
+  //  ort:   ONNX Runtime 1.30's CPU (MLAS) order for one image per run and
+  //         `ort_intra_op_threads` intra-op threads, as its quantize_static
+  //         calibration computes activations and as ORT evaluates a model
+  //         with graph optimizations off (engine/kernels/ort_order_conv.h).
+  //         Slower (no fusion). For reproducing ORT's numbers to the bit.
+  std::string conv_order = "qpipe";
+  int ort_intra_op_threads = 2;
 };
 
 class Session {

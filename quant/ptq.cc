@@ -33,7 +33,10 @@ PtqResult run_ptq(const Model& fp32, const Tensor& images, const PtqOptions& opt
          to_calibrate.size(), cfg.bias_correction ? " and bias correction is on" : "");
 
   if (!to_calibrate.empty()) {
-    Session s(fp32);
+    SessionOptions so;
+    so.conv_order = cfg.calibration_conv_order;
+    so.ort_intra_op_threads = cfg.calibration_ort_threads;
+    Session s(fp32, so);
     CalibrationOptions co;
     co.calibrator = cfg.effective_calibration();
     co.batch = options.batch;

@@ -92,6 +92,12 @@ void QuantConfig::validate() const {
   if (weight_type == QType::kInt32)
     fail(ErrorKind::kSpec, "quantization config: weight_type int32 is not supported; expected int8 or uint8");
   effective_calibration().validate();
+  if (calibration_conv_order != "ort" && calibration_conv_order != "qpipe")
+    fail(ErrorKind::kSpec, "quantization config: calibration conv_order '{}'; expected ort or qpipe",
+         calibration_conv_order);
+  if (calibration_ort_threads < 1)
+    fail(ErrorKind::kSpec, "quantization config: calibration ort_threads must be at least 1, got {}",
+         calibration_ort_threads);
   for (const auto& n : exclude_nodes)
     if (n.empty()) fail(ErrorKind::kSpec, "quantization config: exclude_nodes holds an empty name");
 }
@@ -111,6 +117,8 @@ nlohmann::json QuantConfig::to_json() const {
   if (c.method != CalibrationMethod::kMinMax) cal["num_bins"] = c.effective_num_bins();
   if (c.method == CalibrationMethod::kEntropy) cal["num_quantized_bins"] = c.num_quantized_bins;
   cal["symmetric"] = c.effective_symmetric();
+  cal["conv_order"] = calibration_conv_order;
+  if (calibration_conv_order == "ort") cal["ort_threads"] = calibration_ort_threads;
   j["calibration"] = cal;
   std::vector<std::string> nodes = exclude_nodes, ops = exclude_op_types;
   std::sort(nodes.begin(), nodes.end());
@@ -145,7 +153,8 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j, std::string_view whe
     if (cj.is_string()) {
       c.calibration.method = parse_calibration_method(cj.get<std::string>());
     } else {
-      check_keys(cj, {"method", "percentile", "num_bins", "num_quantized_bins", "symmetric"}, cw);
+      check_keys(cj, {"method", "percentile", "num_bins", "num_quantized_bins", "symmetric", "conv_order", "ort_threads"},
+                 cw);
       c.calibration.method = parse_calibration_method(get_string(cj, "method", "minmax", cw));
       if (cj.contains("percentile")) {
         if (!cj["percentile"].is_number())
@@ -159,6 +168,16 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j, std::string_view whe
         (std::string(k) == "num_bins" ? c.calibration.num_bins : c.calibration.num_quantized_bins) = cj[k].get<int>();
       }
       c.calibration.symmetric = get_opt_bool(cj, "symmetric", cw);
+      c.calibration_conv_order = get_string(cj, "conv_order", c.calibration_conv_order, cw);
+      if (c.calibration_conv_order != "ort" && c.calibration_conv_order != "qpipe")
+        fail(ErrorKind::kSpec, "{}: 'conv_order' is '{}'; expected ort or qpipe", cw, c.calibration_conv_order);
+      if (cj.contains("ort_threads")) {
+        if (!cj["ort_threads"].is_number_integer() || cj["ort_threads"].get<int64_t>() < 1 ||
+            cj["ort_threads"].get<int64_t>() > 1024)
+          fail(ErrorKind::kSpec, "{}: 'ort_threads' must be an integer in [1, 1024], got {}", cw,
+               cj["ort_threads"].dump());
+        c.calibration_ort_threads = cj["ort_threads"].get<int>();
+      }
     }
   }
   c.validate();

@@ -18,7 +18,9 @@
 //     "reduce_range": false,                     // weights only (7-bit ranges), as ORT
 //     "calibration": {"method": "minmax" | "percentile" | "entropy" | "mse",
 //                     "percentile": 99.999, "num_bins": 0, "num_quantized_bins": 128,
-//                     "symmetric": null | true | false},
+//                     "symmetric": null | true | false,
+//                     "conv_order": "ort" | "qpipe",     // summation order of the FP32 convs
+//                     "ort_threads": 2},                 // ORT intra-op threads modelled by "ort"
 //     "exclude_nodes": ["node name", ...],       // kept FP32
 //     "exclude_op_types": ["Softmax", ...],      // kept FP32
 //     "fold_activations": true,                  // fold Relu/Clip into the producer's Q (ORT)
@@ -51,6 +53,13 @@ struct QuantConfig {
   std::vector<std::string> exclude_op_types;
   bool fold_activations = true;
   bool bias_correction = false;
+  // How calibration computes the FP32 activations: "ort" in ONNX Runtime's
+  // MLAS summation order for `calibration_ort_threads` intra-op threads, one
+  // image per run, as quantize_static does (engine/kernels/ort_order_conv.h);
+  // "qpipe" with the engine's own (faster, fused) kernels. The two differ in
+  // the last bits of activations, so in the last ulp of some scales.
+  std::string calibration_conv_order = "ort";
+  int calibration_ort_threads = 2;
 
   // ORT: int8 weights symmetric, uint8 weights asymmetric.
   bool effective_weight_symmetric() const {

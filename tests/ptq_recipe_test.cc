@@ -1,21 +1,29 @@
 // Acceptance (b): the study's recipe end to end — numpy sampler, seed 42,
 // 100 images per class from the training split, MinMax, per-tensor, ORT's
-// QDQ placement.
+// QDQ placement, calibration in ONNX Runtime's summation order (the default,
+// calibration.conv_order = ort with 2 intra-op threads).
 //  int8 from draw 1: every zero point equals ../shared/reference/
-//    ort_int8_quant_params.json, every scale is within 2 float32 ulp (the
-//    network input exactly 1.0 / -128) — except activation_6 (and the
-//    AveragePool/Reshape outputs sharing its parameters), 5 ulp below the
-//    study's: its calibrated max is 30.8903255 both with qpipe's float32
-//    engine and with its float64 mode, so the study's value reflects ONNX
-//    Runtime's own float32 rounding through eight convolutions (~5 ulp of
-//    the value); we bound it at 6.
-//  Accuracy, reference semantics: the issue asks 8611 ± 3 (int8) and
-//    8675 ± 3 (uint8, draw 2, uint8 weights asymmetric as ORT). qpipe gets
-//    8616 and 8667. The score moves that much with ulp-level range changes:
-//    moving every calibrated max by a random −2..+2 float32 ulp gives
-//    8609..8616 (int8) and 8667..8675 (uint8) on this engine, and the study's own model (ORT
-//    8613) differs from ORT's rebuild with scales within 1 ulp (8611) by 2.
-//    We therefore bound the difference at 10 images; see the PTQ report.
+//    ort_int8_quant_params.json, the network input is exactly 1.0 / -128,
+//    and the accuracy under reference semantics is 8611/10000, the figure
+//    ONNX Runtime 1.30 gives for the model it builds with this recipe
+//    (ort_anchors.json, study_recipe_rebuilt).
+//  Scales: qpipe's calibrated ranges are bit-identical to ONNX Runtime
+//    1.30's (tests/ptq_ort_calibration_test.cc). Against the study's file
+//    most scales are within 2 float32 ulp, but a few are 3-4 ulp away
+//    (activation_6 and the AveragePool/Reshape outputs sharing it: 4 below;
+//    activation_4, conv2d_8 and the biases computed from them: 3-4 above).
+//    ONNX Runtime 1.30 itself, run on these files (onnxruntime-node, graph
+//    optimizations off, one image per run, 1 or 2 threads), produces exactly
+//    those same ranges, so the remaining distance is the study's own
+//    environment (its converter's float32 constants, e.g. the first BN Mul's
+//    range is already 1 ulp away although its conv input is bit-identical),
+//    not qpipe. The test bounds it at 4 ulp and reports the worst.
+//  uint8 from draw 2 (uint8 weights asymmetric, as ORT): the published
+//    8675/10000.
+//  Both accuracies are exact when the QDQ model is evaluated in ORT's
+//    summation order too (SessionOptions::conv_order = "ort", as the anchors
+//    were measured); qpipe's own fast order gives 8611 and 8674 (one uint8
+//    image whose top two logits are within float32 rounding).
 // Also: calibration gives bit-identical ranges for different batch sizes and
 // thread counts.
 
@@ -51,9 +59,15 @@ CalibrationImages study_images(const std::string& shared, int draw) {
   return load_calibration_images(shared + "/data/cifar-10-batches-bin", spec);
 }
 
-int64_t accuracy(const Model& m, const std::string& shared) {
+// conv_order "ort": the QDQ model evaluated with ONNX Runtime's float32
+// summation order, as the anchors were measured; "qpipe": the engine's own
+// (fast) order, which may flip an image or two whose logits tie within a few
+// ulp.
+int64_t accuracy(const Model& m, const std::string& shared, const std::string& conv_order) {
   Cifar10Dataset test = open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest);
-  return evaluate(Session(m), test).correct;
+  SessionOptions so;
+  so.conv_order = conv_order;
+  return evaluate(Session(m, so), test).correct;
 }
 
 TEST(PtqRecipe, Int8Draw1MatchesTheStudysParameters) {
@@ -79,8 +93,7 @@ TEST(PtqRecipe, Int8Draw1MatchesTheStudysParameters) {
       EXPECT_EQ(ours->zero_point[i], p.zero_point[i]);
       const int64_t d = ulp_distance(ours->scale[i], p.scale[i]);
       worst_ulp = std::max(worst_ulp, d);
-      const bool act6 = name == "activation_6" || name == "average_pooling2d" || name == "flatten";
-      EXPECT_LE(d, act6 ? 6 : 2) << "ours " << ours->scale[i] << " study " << p.scale[i];
+      EXPECT_LE(d, 4) << "ours " << ours->scale[i] << " study " << p.scale[i];
     }
     ++checked;
   }
@@ -89,7 +102,8 @@ TEST(PtqRecipe, Int8Draw1MatchesTheStudysParameters) {
   EXPECT_EQ(r.qdq.find("input_nchw")->zero_point[0], -128);
   RecordProperty("worst_scale_ulp", static_cast<int>(worst_ulp));
 
-  EXPECT_NEAR(static_cast<double>(accuracy(r.qdq.model, shared)), 8611.0, 10.0);  // measured 8616
+  EXPECT_EQ(accuracy(r.qdq.model, shared, "ort"), 8611);
+  EXPECT_NEAR(static_cast<double>(accuracy(r.qdq.model, shared, "qpipe")), 8611.0, 3.0);  // measured 8611
 }
 
 TEST(PtqRecipe, Uint8Draw2MatchesThePublishedAccuracy) {
@@ -104,7 +118,8 @@ TEST(PtqRecipe, Uint8Draw2MatchesThePublishedAccuracy) {
   EXPECT_NE(r.qdq.find("conv2d/kernel")->zero_point[0], 0);
   EXPECT_EQ(r.qdq.find("dense")->zero_point[0], 0);
   EXPECT_FLOAT_EQ(r.qdq.find("dense")->scale[0], 1.0f / 255.0f);
-  EXPECT_NEAR(static_cast<double>(accuracy(r.qdq.model, shared)), 8675.0, 10.0);  // measured 8667
+  EXPECT_EQ(accuracy(r.qdq.model, shared, "ort"), 8675);
+  EXPECT_NEAR(static_cast<double>(accuracy(r.qdq.model, shared, "qpipe")), 8675.0, 3.0);  // measured 8674
 }
 
 TEST(PtqRecipe, CalibrationIsIdenticalForAnyBatchSizeAndThreadCount) {

@@ -1,0 +1,347 @@
+// float32 Conv in ONNX Runtime's MLAS summation order; see ort_order_conv.h
+// for the model of MLAS this implements.
+//
+// Floating-point contraction is off for this file: the single-row GEMM
+// kernel multiplies and adds separately, and slice sums are plain additions.
+// The FMA chains use __builtin_fmaf explicitly, which is exact (one rounding)
+// on every path: the AVX2+FMA clone compiles it to vfmadd, the portable one
+// calls the C library's correctly rounded fmaf. Both give identical bits.
+
+#pragma GCC optimize("fp-contract=off")
+
+#include "engine/kernels/ort_order_conv.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/kernels/common.h"
+#include "engine/kernels/fast/cpu.h"
+#include "engine/kernels/kernels.h"
+
+namespace qpipe::kernels {
+namespace {
+
+constexpr int64_t kStrideN = 128;          // MLAS_SGEMM_STRIDEN
+constexpr int64_t kStrideK = 128;          // MLAS_SGEMM_STRIDEK
+constexpr int64_t kMaxThreads = 16;        // MLAS_MAXIMUM_THREAD_COUNT
+constexpr int64_t kComplexity = 64 * 1024; // MLAS_SGEMM_THREAD_COMPLEXITY
+constexpr int64_t kThreadAlign = 16;       // MLAS_SGEMM_STRIDEN_THREAD_ALIGN
+
+// StrideN/StrideK of MlasSgemmOperation and MlasConvOperation for a slice of
+// n columns and depth k (A not transposed).
+std::pair<int64_t, int64_t> strides(int64_t n, int64_t k) {
+  int64_t sn = kStrideN, sk = kStrideK;
+  if (n >= k) {
+    while (sk / 2 >= k) {
+      sn *= 2;
+      sk /= 2;
+    }
+  } else {
+    while (sn > 16 && sn / 2 >= n) {
+      sk *= 2;
+      sn /= 2;
+    }
+  }
+  return {sn, sk};
+}
+
+int64_t target_threads(int64_t m, int64_t n, int64_t k, int max_threads) {
+  const double complexity = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  int64_t t = complexity < static_cast<double>(kComplexity * kMaxThreads)
+                  ? static_cast<int64_t>(complexity / static_cast<double>(kComplexity)) + 1
+                  : kMaxThreads;
+  return std::min<int64_t>(t, max_threads);
+}
+
+using Segment = OrtConvSchedule::Segment;
+
+// MlasSgemmOperation(M = m_end - m_begin, N = [begin, end), K = [k0, k1))
+// appended as per-N-slice segments (sgemm's own N slicing does not change
+// any element's order, but its K slicing does).
+void sgemm_segments(int64_t m_begin, int64_t m_end, int64_t begin, int64_t end, int64_t k0, int64_t k1,
+                    std::vector<Segment>* out) {
+  const int64_t n = end - begin, k = k1 - k0;
+  Segment s{begin, end, m_begin, m_end, {}, m_end - m_begin == 1};
+  if (s.m1) {
+    // MlasSgemmKernelM1Avx: groups of 4, then 2, then 1.
+    int64_t b = k0;
+    s.k_bounds.push_back(b);
+    while (k1 - b >= 4) s.k_bounds.push_back(b += 4);
+    if ((k1 - b) & 2) s.k_bounds.push_back(b += 2);
+    if ((k1 - b) & 1) s.k_bounds.push_back(b += 1);
+  } else {
+    const int64_t sk = strides(n, k).second;
+    for (int64_t b = k0; b < k1; b += sk) s.k_bounds.push_back(b);
+    s.k_bounds.push_back(k1);
+  }
+  out->push_back(std::move(s));
+}
+
+// Appends the segments of a segment's K slice to an existing schedule entry
+// (same pixels and channels): bounds are concatenated.
+void append_bounds(Segment* into, const Segment& more) {
+  if (into->k_bounds.empty()) {
+    *into = more;
+    return;
+  }
+  // more.k_bounds starts where into's ends.
+  into->k_bounds.insert(into->k_bounds.end(), more.k_bounds.begin() + 1, more.k_bounds.end());
+}
+
+// MlasGemm (threaded) over M x N x K, N = output pixels.
+void gemm_schedule(int64_t M, int64_t N, int64_t K, int max_threads, OrtConvSchedule* s) {
+  const int64_t t = target_threads(M, N, K, max_threads);
+  if (t <= 1) {
+    s->threads = 1;
+    sgemm_segments(0, M, 0, N, 0, K, &s->segments);
+    return;
+  }
+  int threads = 0;
+  if (N > M) {
+    int64_t stride = (N + t - 1) / t;
+    stride = (stride + kThreadAlign - 1) & ~(kThreadAlign - 1);
+    for (int64_t n = 0; n < N; n += stride, ++threads) sgemm_segments(0, M, n, std::min(N, n + stride), 0, K, &s->segments);
+  } else {
+    const int64_t stride = (M + t - 1) / t;
+    for (int64_t m = 0; m < M; m += stride, ++threads) sgemm_segments(m, std::min(M, m + stride), 0, N, 0, K, &s->segments);
+  }
+  s->threads = threads;
+}
+
+}  // namespace
+
+OrtConvSchedule ort_conv_schedule(int64_t filters, int64_t channels, int64_t kh, int64_t kw, int64_t output_size,
+                                  bool pointwise, int intra_op_threads) {
+  OrtConvSchedule s;
+  const int64_t M = filters, N = output_size, K = channels * kh * kw;
+  const int max_threads = std::max(1, intra_op_threads);
+  if (pointwise && K == channels) {
+    s.algorithm = OrtConvSchedule::Algorithm::kGemmDirect;
+    gemm_schedule(M, N, K, max_threads, &s);
+    return s;
+  }
+  if (M > N) {
+    s.algorithm = OrtConvSchedule::Algorithm::kExpandThenGemm;
+    gemm_schedule(M, N, K, max_threads, &s);
+    return s;
+  }
+  s.algorithm = OrtConvSchedule::Algorithm::kExpandThenGemmSegmented;
+  int64_t t = target_threads(M, N, K, max_threads);
+  int64_t thread_stride = (N + t - 1) / t;
+  if (t > 1) {
+    thread_stride = (thread_stride + kThreadAlign - 1) & ~(kThreadAlign - 1);
+    if (thread_stride >= N) t = 1;
+    else if (thread_stride * (t - 1) >= N) --t;
+  }
+  if (thread_stride >= N) thread_stride = N;  // MlasConvTryMultithread declines: one segment
+  s.threads = 0;
+  for (int64_t seg = 0; seg < N; seg += thread_stride, ++s.threads) {
+    const int64_t seg_n = std::min(thread_stride, N - seg);
+    const auto [sn, sk] = strides(seg_n, K);
+    for (int64_t n = 0; n < seg_n; n += sn) {
+      const int64_t cn = std::min(sn, seg_n - n);
+      Segment entry;
+      for (int64_t k = 0; k < K; k += sk) {
+        std::vector<Segment> parts;
+        sgemm_segments(0, M, seg + n, seg + n + cn, k, std::min(K, k + sk), &parts);
+        append_bounds(&entry, parts[0]);
+      }
+      s.segments.push_back(std::move(entry));
+    }
+  }
+  return s;
+}
+
+namespace {
+
+// y[m, p] for p in [b, e) of one segment. col is [K, P] (row k at col + k*P),
+// w is [M, K]. tmp has room for e - b floats.
+#define QPIPE_ORT_SEGMENT_BODY                                                                          \
+  const int64_t len = e - b;                                                                             \
+  for (int64_t m = m0; m < m1; ++m) {                                                                    \
+    const float* wm = w + m * K;                                                                         \
+    float* ym = y + m * P + b;                                                                           \
+    if (single_row) {                                                                                    \
+      for (int64_t p = 0; p < len; ++p) ym[p] = 0.0f;                                                    \
+      for (std::size_t j = 0; j + 1 < nb; ++j) {                                                         \
+        const int64_t k0 = bounds[j], k1 = bounds[j + 1];                                                \
+        const float* c0 = col + k0 * P + b;                                                              \
+        for (int64_t p = 0; p < len; ++p) tmp[p] = wm[k0] * c0[p];                                       \
+        for (int64_t k = k0 + 1; k < k1; ++k) {                                                          \
+          const float* ck = col + k * P + b;                                                             \
+          const float wk = wm[k];                                                                        \
+          for (int64_t p = 0; p < len; ++p) tmp[p] = tmp[p] + wk * ck[p];                                \
+        }                                                                                                \
+        for (int64_t p = 0; p < len; ++p) ym[p] = tmp[p] + ym[p];                                        \
+      }                                                                                                  \
+    } else {                                                                                             \
+      for (std::size_t j = 0; j + 1 < nb; ++j) {                                                         \
+        for (int64_t p = 0; p < len; ++p) tmp[p] = 0.0f;                                                 \
+        for (int64_t k = bounds[j]; k < bounds[j + 1]; ++k) {                                            \
+          const float* ck = col + k * P + b;                                                             \
+          const float wk = wm[k];                                                                        \
+          for (int64_t p = 0; p < len; ++p) tmp[p] = __builtin_fmaf(wk, ck[p], tmp[p]);                  \
+        }                                                                                                \
+        if (j == 0)                                                                                      \
+          for (int64_t p = 0; p < len; ++p) ym[p] = tmp[p];                                              \
+        else                                                                                             \
+          for (int64_t p = 0; p < len; ++p) ym[p] = ym[p] + tmp[p];                                      \
+      }                                                                                                  \
+    }                                                                                                    \
+  }
+
+__attribute__((target("avx2,fma"))) void segment_avx2(const float* __restrict w, const float* __restrict col,
+                                                      float* __restrict y, float* __restrict tmp, int64_t K, int64_t P,
+                                                      int64_t m0, int64_t m1, int64_t b, int64_t e,
+                                                      const int64_t* bounds, std::size_t nb, bool single_row) {
+  QPIPE_ORT_SEGMENT_BODY
+}
+
+void segment_portable(const float* __restrict w, const float* __restrict col, float* __restrict y,
+                      float* __restrict tmp, int64_t K, int64_t P, int64_t m0, int64_t m1, int64_t b, int64_t e,
+                      const int64_t* bounds, std::size_t nb, bool single_row) {
+  QPIPE_ORT_SEGMENT_BODY
+}
+
+#undef QPIPE_ORT_SEGMENT_BODY
+
+struct Geometry {
+  int64_t c, h, w, m, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w;
+};
+
+// MLAS's im2col (MlasConvIm2Col): rows k = (c, i, j), columns = output pixels.
+void im2col(const Geometry& g, const float* x, float* col) {
+  const int64_t P = g.out_h * g.out_w;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        float* row = col + ((c * g.kh + i) * g.kw + j) * P;
+        const float* xc = x + c * g.h * g.w;
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          const int64_t h = oh * g.sh - g.pad_top + i * g.dh;
+          float* dst = row + oh * g.out_w;
+          for (int64_t ow = 0; ow < g.out_w; ++ow) {
+            const int64_t ww = ow * g.sw - g.pad_left + j * g.dw;
+            dst[ow] = (h >= 0 && h < g.h && ww >= 0 && ww < g.w) ? xc[h * g.w + ww] : 0.0f;
+          }
+        }
+      }
+}
+
+class OrtOrderConv final : public OpKernel {
+ public:
+  OrtOrderConv(Geometry g, OrtConvSchedule schedule, bool direct, bool has_bias, bool avx2)
+      : g_(g), schedule_(std::move(schedule)), direct_(direct), has_bias_(has_bias), avx2_(avx2) {}
+
+  void eval(std::span<const Tensor* const> in, std::span<Tensor* const> out) const override {
+    const Tensor& x = *in[0];
+    const float* w = in[1]->data<float>();
+    const float* bias = has_bias_ ? in[2]->data<float>() : nullptr;
+    float* y = out[0]->data<float>();
+    const int64_t n = x.dim(0);
+    const int64_t K = g_.c * g_.kh * g_.kw, P = g_.out_h * g_.out_w;
+    const int64_t in_floats = g_.c * g_.h * g_.w, out_floats = g_.m * P;
+    parallel_for_each(n, [&](int64_t i) {
+      const float* xi = x.data<float>() + i * in_floats;
+      float* yi = y + i * out_floats;
+      std::vector<float> col;
+      const float* cols = xi;
+      if (!direct_) {
+        col.resize(static_cast<std::size_t>(K * P));
+        im2col(g_, xi, col.data());
+        cols = col.data();
+      }
+      std::vector<float> tmp(static_cast<std::size_t>(P));
+      for (const auto& s : schedule_.segments) {
+        (avx2_ ? segment_avx2 : segment_portable)(w, cols, yi, tmp.data(), K, P, s.m_begin, s.m_end, s.begin, s.end,
+                                                  s.k_bounds.data(), s.k_bounds.size(), s.m1);
+      }
+      if (bias)
+        for (int64_t m = 0; m < g_.m; ++m)
+          for (int64_t p = 0; p < P; ++p) yi[m * P + p] = yi[m * P + p] + bias[m];
+    });
+  }
+
+ private:
+  Geometry g_;
+  OrtConvSchedule schedule_;
+  bool direct_, has_bias_, avx2_;
+};
+
+}  // namespace
+
+Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads) {
+  // Validation and output shape: exactly as the regular Conv.
+  Prepared p = prepare_conv(node, in, PrepareContext{});
+  if (in[0].dtype != DType::kFloat32) return p;
+  const Shape& xs = in[0].shape;
+  const Shape& ws = in[1].shape;
+  const Geometry2D geo = conv_geometry(node, xs, ws[2], ws[3]);
+  const Geometry g{xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], geo.sh, geo.sw, geo.dh, geo.dw,
+                   geo.pad_top, geo.pad_left, geo.out_h, geo.out_w};
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && geo.pad_top == 0 && geo.pad_left == 0 &&
+                         geo.pad_bottom == 0 && geo.pad_right == 0;
+  const int64_t P = g.out_h * g.out_w;
+  const bool no_pad_unit_stride = g.sh == 1 && g.sw == 1 && geo.pad_top == 0 && geo.pad_left == 0 &&
+                                  geo.pad_bottom == 0 && geo.pad_right == 0;
+  if (no_pad_unit_stride && g.c == 1 && g.dh == 1 && g.dw == 1 && !(g.kh == 1 && g.kw == 1) &&
+      (g.kw == g.w || (g.kh == g.h && g.kw == 1)))
+    unsupported(node, "ONNX Runtime order: a single-channel convolution whose kernel spans the input's width or "
+                      "height runs as a direct GEMM on the input in MLAS, which qpipe does not model");
+  if (pointwise && P == 1)
+    unsupported(node, "ONNX Runtime order: a 1x1 convolution over a single pixel uses MLAS's transposed single-column "
+                      "GEMM kernel, which qpipe does not model");
+  OrtConvSchedule schedule = ort_conv_schedule(g.m, g.c, g.kh, g.kw, P, pointwise, intra_op_threads);
+  const bool has_bias = in.size() > 2 && !node.inputs[2].empty();
+  p.kernel = std::make_unique<OrtOrderConv>(g, std::move(schedule), pointwise, has_bias, fast::use_avx2(false));
+  return p;
+}
+
+namespace {
+
+// MatMul rows in MLAS order: ORT prepacks a constant B (MatMul<float>::PrePack)
+// and runs the packed SGEMM, whose K slices are MLAS_SGEMM_PACKED_STRIDEK =
+// 256 deep: per output element one FMA chain per slice, slices added.
+class OrtOrderMatMul final : public OpKernel {
+ public:
+  OrtOrderMatMul(int64_t M, int64_t K, int64_t N) : M_(M), K_(K), N_(N) {}
+  void eval(std::span<const Tensor* const> in, std::span<Tensor* const> out) const override {
+    const float* a = in[0]->data<float>();
+    const float* b = in[1]->data<float>();
+    float* y = out[0]->data<float>();
+    parallel_for_each(M_, [&](int64_t i) {
+      const float* ar = a + i * K_;
+      float* yr = y + i * N_;
+      for (int64_t j = 0; j < N_; ++j) {
+        float v = 0.0f;
+        for (int64_t k0 = 0; k0 < K_; k0 += kPackedStrideK) {
+          float acc = 0.0f;
+          const int64_t k1 = std::min(K_, k0 + kPackedStrideK);
+          for (int64_t k = k0; k < k1; ++k) acc = __builtin_fmaf(ar[k], b[k * N_ + j], acc);
+          v = k0 == 0 ? acc : v + acc;
+        }
+        yr[j] = v;
+      }
+    });
+  }
+
+ private:
+  static constexpr int64_t kPackedStrideK = 256;  // MLAS_SGEMM_PACKED_STRIDEK
+  int64_t M_, K_, N_;
+};
+
+}  // namespace
+
+Prepared prepare_matmul_ort_order(const Node& node, std::span<const ValueDesc> in) {
+  Prepared p = prepare_matmul(node, in, PrepareContext{});
+  if (in[0].dtype != DType::kFloat32) return p;
+  const int64_t K = in[0].shape.back(), N = in[1].shape[1];
+  const int64_t M = shape_numel(in[0].shape) / K;
+  if (!in[1].constant)
+    unsupported(node, "ONNX Runtime order: MatMul with a non-constant B (not prepacked by ORT) is not modelled");
+  p.kernel = std::make_unique<OrtOrderMatMul>(M, K, N);
+  return p;
+}
+
+}  // namespace qpipe::kernels
