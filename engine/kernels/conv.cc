@@ -1,7 +1,9 @@
 // Conv (2-D, NCHW, group 1) with optional bias, any kernel/stride/dilation/
 // padding (auto_pad included).
 //
-// float32, two paths chosen at run time (fast/cpu.h):
+// float32, three paths chosen at run time (fast/cpu.h, select_isa):
+//  - AVX-512F: the direct convolution on column-shifted planes
+//    (fast/conv_direct.h WideConv, 8x48 or 4x64 register tiles), any shape;
 //  - AVX2+FMA: the direct convolution of fast/conv_direct.h (phase planes,
 //    4x24 register-tiled FMA microkernel, no im2col), for out_w % 8 == 0;
 //  - portable (any x86-64, or forced): per image, im2col into a
@@ -14,8 +16,11 @@
 // float64: the reference seven-loop convolution (engine/kernels/reference).
 
 #include <Eigen/Core>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 
 #include "engine/kernels/common.h"
 #include "engine/kernels/fast/conv_direct.h"
@@ -53,18 +58,60 @@ void im2col(const reference::ConvParams& p, const float* x, float* col) {
       }
 }
 
+// A per-thread, 64-byte aligned scratch buffer that only grows (plane rows
+// then start on cache lines, and the AVX-512 loads of 16-pixel vectors are
+// aligned whenever out_w is a multiple of 16).
+float* thread_scratch(int64_t floats) {
+  struct Buffer {
+    std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
+    int64_t size = 0;
+  };
+  thread_local Buffer buf;
+  if (buf.size < floats) {
+    const std::size_t bytes = (static_cast<std::size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+    buf.p.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!buf.p) throw std::bad_alloc();
+    buf.size = floats;
+  }
+  return buf.p.get();
+}
+
+// Asks for [p, p + bytes) to be brought into L2. With a large batch every
+// activation tensor lives in L3 or DRAM between layers; fetching the next
+// image's input, residual inputs and output lines while this image computes
+// hides that latency (the plane builder otherwise stalls on each row).
+void prefetch_l2(const void* p, int64_t bytes, bool for_write) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t b = 0; b < bytes; b += 64) {
+    if (for_write) __builtin_prefetch(c + b, 1, 2);
+    else __builtin_prefetch(c + b, 0, 2);
+  }
+}
+
+// Pieces each image's pixel tiles are split into: enough work items for the
+// threads of the current arena when the batch is smaller than that, else 1
+// (every piece rebuilds the image's planes, so more pieces cost time).
+int64_t chunks_per_image(int64_t n, int64_t tiles) {
+  const int64_t threads = tbb::this_task_arena::max_concurrency();
+  if (threads <= 1 || n >= threads) return 1;
+  return std::clamp<int64_t>((threads + n - 1) / n, 1, tiles);
+}
+
 // float32 Conv with an optional fused epilogue (fast/epilogue.h). Inputs:
 // x, w, bias (may be null), then the epilogue's extra tensors.
 class ConvF32 final : public OpKernel {
  public:
-  ConvF32(reference::ConvParams p, fast::Epilogue ep, bool bias_in_epilogue, const Tensor* const_w, bool avx2)
-      : p_(p), ep_(std::move(ep)), bias_in_epilogue_(bias_in_epilogue), avx2_(avx2) {
+  ConvF32(reference::ConvParams p, fast::Epilogue ep, bool bias_in_epilogue, const Tensor* const_w, fast::Isa isa)
+      : p_(p), ep_(std::move(ep)), bias_in_epilogue_(bias_in_epilogue) {
     fast::ConvGeometry g{p.c, p.h, p.w, p.m, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, p.pad_top, p.pad_left, p.out_h, p.out_w};
-    if (avx2_ && fast::direct_conv_applicable(g)) {
-      direct_ = fast::make_direct_conv(g, const_w ? const_w->data<float>() : nullptr);
-      packed_ = const_w != nullptr;
-    } else {
-      avx2_ = false;
+    const float* w = const_w ? const_w->data<float>() : nullptr;
+    packed_ = w != nullptr;
+    if (isa == fast::Isa::kAvx512 && p.out_h > 0 && p.out_w > 0) {
+      wide_ = fast::make_wide_conv(g, w);
+      avx512_ = true;
+    } else if (isa >= fast::Isa::kAvx2 && fast::direct_conv_applicable(g)) {
+      direct_ = fast::make_direct_conv(g, w);
+      avx2_ = true;
     }
   }
 
@@ -84,7 +131,16 @@ class ConvF32 final : public OpKernel {
     }
     std::vector<const float*> extra;
     for (std::size_t i = 3; i < in.size(); ++i) extra.push_back(in[i]->data<float>());
-    if (avx2_) {
+    if (avx512_) {
+      const fast::WideConv* wc = &wide_;
+      fast::WideConv repacked;
+      if (!packed_) {
+        repacked = wide_;
+        fast::pack_wide_weights(repacked, w);
+        wc = &repacked;
+      }
+      eval_wide(*wc, x, y, *ep, extra);
+    } else if (avx2_) {
       const fast::DirectConv* dc = &direct_;
       fast::DirectConv repacked;
       if (!packed_) {
@@ -102,21 +158,54 @@ class ConvF32 final : public OpKernel {
   void eval_direct(const fast::DirectConv& dc, const float* x, float* y, const fast::Epilogue& ep,
                    const std::vector<const float*>& extra) const {
     const int64_t P = p_.out_h * p_.out_w, xs = p_.c * p_.h * p_.w, ys = p_.m * P;
-    // Small batches are also split along the output pixels so both cores
-    // work; each piece computes whole output elements (no K split), so the
+    // Small batches are also split along the output pixels so every thread
+    // works; each piece computes whole output elements (no K split), so the
     // partition never changes a bit.
     const int64_t tiles = (dc.groups + 2) / 3;
-    const int64_t chunks = std::clamp<int64_t>((8 + p_.n - 1) / p_.n, 1, tiles);
+    const int64_t chunks = chunks_per_image(p_.n, tiles);
     parallel_for_each(p_.n * chunks, [&](int64_t item) {
       const int64_t n = item / chunks, ch = item % chunks;
-      thread_local std::vector<float> planes;
-      if (planes.size() < static_cast<std::size_t>(dc.image_floats))
-        planes.resize(static_cast<std::size_t>(dc.image_floats));
-      fast::build_phase_planes(dc, x + n * xs, planes.data());
+      if (chunks == 1 && n + 1 < p_.n) prefetch_next(x, y, extra, n + 1, xs, ys);
+      float* planes = thread_scratch(dc.image_floats);
+      fast::build_phase_planes(dc, x + n * xs, planes);
       const float* ex[16];
       for (std::size_t e = 0; e < extra.size() && e < 16; ++e) ex[e] = extra[e] + n * ys;
       const int64_t t0 = tiles * ch / chunks, t1 = tiles * (ch + 1) / chunks;
-      fast::direct_conv_avx2(dc, planes.data(), y + n * ys, ep, ex, t0 * 3, std::min(t1 * 3, dc.groups));
+      fast::direct_conv_avx2(dc, planes, y + n * ys, ep, ex, t0 * 3, std::min(t1 * 3, dc.groups));
+    });
+  }
+
+  // Prefetches image n's input, extra tensors and output (see prefetch_l2).
+  static void prefetch_next(const float* x, const float* y, const std::vector<const float*>& extra, int64_t n,
+                            int64_t xs, int64_t ys) {
+    prefetch_l2(x + n * xs, xs * 4, false);
+    for (const float* e : extra) prefetch_l2(e + n * ys, ys * 4, false);
+    prefetch_l2(y + n * ys, ys * 4, true);
+  }
+
+  void eval_wide(const fast::WideConv& wc, const float* x, float* y, const fast::Epilogue& ep,
+                 const std::vector<const float*>& extra) const {
+    const int64_t xs = p_.c * p_.h * p_.w, ys = p_.m * wc.P;
+    // As eval_direct: images x pieces of whole tiles, so a batch of one
+    // still uses every thread and no partition changes a bit.
+    const int64_t tiles = (wc.vectors + wc.nv - 1) / wc.nv;
+    const int64_t chunks = chunks_per_image(p_.n, tiles);
+    parallel_for_each(p_.n * chunks, [&](int64_t item) {
+      const int64_t n = item / chunks, ch = item % chunks;
+      // The next image's input, residual inputs and output, fetched while
+      // this one computes.
+      fast::PrefetchRanges pf;
+      if (chunks == 1 && n + 1 < p_.n) {
+        pf.add(x + (n + 1) * xs, xs * 4);
+        for (const float* e : extra) pf.add(e + (n + 1) * ys, ys * 4);
+        pf.add(y + (n + 1) * ys, ys * 4);
+      }
+      float* planes = thread_scratch(wc.image_floats);
+      fast::build_wide_planes_avx512(wc, x + n * xs, planes);
+      const float* ex[16];
+      for (std::size_t e = 0; e < extra.size() && e < 16; ++e) ex[e] = extra[e] + n * ys;
+      const int64_t t0 = tiles * ch / chunks, t1 = tiles * (ch + 1) / chunks;
+      fast::direct_conv_avx512(wc, planes, y + n * ys, ep, ex, t0 * wc.nv, std::min(t1 * wc.nv, wc.vectors), &pf);
     });
   }
 
@@ -152,9 +241,10 @@ class ConvF32 final : public OpKernel {
   reference::ConvParams p_;
   fast::Epilogue ep_;
   bool bias_in_epilogue_;
-  bool avx2_;
+  bool avx512_ = false, avx2_ = false;
   bool packed_ = false;
   fast::DirectConv direct_;
+  fast::WideConv wide_;
 };
 
 class ConvF64 final : public OpKernel {
@@ -216,7 +306,7 @@ Prepared prepare_conv_fused(const Node& node, std::span<const ValueDesc> in, con
       bias_in_epilogue = true;
     }
     out.kernel = std::make_unique<ConvF32>(p, std::move(epilogue), bias_in_epilogue, in[1].constant,
-                                           fast::use_avx2(force_portable));
+                                           fast::select_isa(force_portable));
   } else {
     if (!epilogue.ops.empty()) unsupported(node, "fused epilogues are float32 only");
     out.kernel = std::make_unique<ConvF64>(p, has_bias);

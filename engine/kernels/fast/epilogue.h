@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/kernels/fast/cpu.h"
+
 namespace qpipe::fast {
 
 struct EpilogueOp {
@@ -39,14 +41,19 @@ struct Epilogue {
   bool empty() const { return bias.empty() && ops.empty(); }
 };
 
-// y[0, len) = epilogue(x[0, len)) for channel c (scalar code, the portable
-// path); x may equal y. extra[e] points at the same position of extra tensor e.
+// y[0, len) = epilogue(x[0, len)) for channel c (the portable path: one op
+// at a time over L1-sized blocks, loops the compiler vectorises); x may equal
+// y. extra[e] points at the same position of extra tensor e.
 void epilogue_row_scalar(const Epilogue& e, int64_t c, const float* x, float* y, const float* const* extra,
                          int64_t len);
 
 // y = epilogue(x) for tensors viewed as [outer, channels, inner] (x may equal
-// y); extra tensors have the same layout. Parallel over outer; AVX2 unless
-// `portable`.
+// y); extra tensors have the same layout. Parallel over outer, with the
+// kernels of `isa` (the caller has checked the CPU supports it). All ISAs
+// give the same bits.
+void epilogue_tensor(const Epilogue& e, const float* x, float* y, const float* const* extra, int64_t outer,
+                     int64_t channels, int64_t inner, Isa isa);
+// The same with AVX2 unless `portable`.
 void epilogue_tensor(const Epilogue& e, const float* x, float* y, const float* const* extra, int64_t outer,
                      int64_t channels, int64_t inner, bool portable);
 

@@ -126,6 +126,69 @@ TEST(FastEpilogue, Avx2EqualsScalarBitForBit) {
   }
 }
 
+// The per-element form of the epilogue (all ops for one element, then the
+// next), with std::nearbyint: what the blocked, vectorised portable loop
+// must reproduce bit for bit.
+float per_element(const Epilogue& e, int64_t c, float v, const float* const* extra, int64_t i) {
+  const std::size_t ci = static_cast<std::size_t>(c);
+  if (!e.bias.empty()) v = v + e.bias[ci];
+  for (const EpilogueOp& op : e.ops) {
+    switch (op.kind) {
+      case EpilogueOp::Kind::kAddConst: v = v + op.a[ci]; break;
+      case EpilogueOp::Kind::kMulConst: v = v * op.a[ci]; break;
+      case EpilogueOp::Kind::kRelu: v = v > 0.f ? v : 0.f; break;
+      case EpilogueOp::Kind::kAddTensor: v = v + extra[op.extra][i]; break;
+      case EpilogueOp::Kind::kQdq: {
+        float t = std::nearbyint(v / op.a[ci]) + op.z[ci];
+        if (std::isnan(t)) t = 0.f;
+        t = t < op.lo ? op.lo : (t > op.hi ? op.hi : t);
+        v = (t - op.z[ci]) * op.a[ci];
+        break;
+      }
+    }
+  }
+  return v;
+}
+
+TEST(FastEpilogue, PortableBlockedLoopEqualsPerElementForm) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> specials = {0.f, -0.f, 0.5f, -0.5f, -0.25f, 1.5f, 2.5f, -2.5f, 1e30f, -1e30f, inf, -inf, nan,
+                                       8388607.5f, 8388608.f, 8388609.f, -8388607.5f, 16777215.f, 1e-40f, -1e-40f,
+                                       127.5f, -128.5f, 255.5f, 4194303.5f};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-300.f, 300.f);
+  const int64_t C = 2, inner = 2500;  // several 1024-element blocks and a tail
+  std::vector<float> x(static_cast<std::size_t>(C * inner)), extra(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = i < specials.size() ? specials[i] : (i % 3 == 0 ? std::round(dist(rng)) + 0.5f : dist(rng));
+    extra[i] = i % 17 == 0 ? specials[i % specials.size()] : dist(rng) * 0.01f;
+  }
+  for (bool u8 : {false, true}) {
+    const Epilogue ep = all_ops(C, u8);
+    // Scales 1 and 2^-20 reach the 2^23 boundary of the rounding trick.
+    Epilogue wide = ep;
+    wide.ops.push_back({EpilogueOp::Kind::kQdq, {1.f, 0x1p-20f}, {0.f, 3.f}, -8388608.f * 4, 8388608.f * 4, -1});
+    for (const Epilogue* e : std::vector<const Epilogue*>{&ep, &wide}) {
+      std::vector<float> y(x.size()), in_place = x;
+      const float* ex[] = {extra.data()};
+      epilogue_tensor(*e, x.data(), y.data(), ex, 1, C, inner, /*portable=*/true);
+      epilogue_tensor(*e, in_place.data(), in_place.data(), ex, 1, C, inner, /*portable=*/true);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < inner; ++i) {
+          const std::size_t at = static_cast<std::size_t>(c * inner + i);
+          const float* exc[] = {extra.data() + c * inner};
+          const float want = per_element(*e, c, x[at], exc, i);
+          uint32_t a, b, w;
+          std::memcpy(&a, &y[at], 4);
+          std::memcpy(&b, &in_place[at], 4);
+          std::memcpy(&w, &want, 4);
+          ASSERT_EQ(a, w) << "c=" << c << " i=" << i << " x=" << x[at] << " got " << y[at] << " want " << want;
+          ASSERT_EQ(b, w) << "in place, c=" << c << " i=" << i;
+        }
+    }
+  }
+}
+
 TEST(FastEpilogue, QdqRoundTripFollowsOnnxRounding) {
   Epilogue ep;
   ep.ops.push_back({EpilogueOp::Kind::kQdq, {0.5f}, {-3.f}, -128.f, 127.f, -1});
