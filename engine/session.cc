@@ -136,7 +136,9 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
     known[static_cast<std::size_t>(input_ids[i])] = true;
   }
   PrepareContext ctx{model.path, options.exec_mode, model.opset};
-  const bool ort_conv_order = !options.float64 && options.conv_order == "ort";
+  // ort-avx2 models all of ONNX Runtime's arithmetic: the float32 convs it
+  // leaves unfused run in MLAS's order too.
+  const bool ort_conv_order = !options.float64 && (options.conv_order == "ort" || options.exec_mode == "ort-avx2");
   const auto& registry = OpRegistry::instance();
   std::vector<std::string> problems;
   for (std::size_t ni : order) {

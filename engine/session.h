@@ -46,6 +46,7 @@ struct SessionOptions {
   //         calibration computes activations and as ORT evaluates a model
   //         with graph optimizations off (engine/kernels/ort_order_conv.h).
   //         Slower (no fusion). For reproducing ORT's numbers to the bit.
+  //         exec_mode "ort-avx2" always uses it for the float32 ops it keeps.
   std::string conv_order = "qpipe";
   int ort_intra_op_threads = 2;
 };

@@ -22,6 +22,8 @@ void run(StageContext& ctx) {
   Cifar10Dataset data = open_dataset_artifact(data_doc);
   SessionOptions so;
   so.exec_mode = ctx.param<std::string>("exec_mode");
+  so.conv_order = ctx.param<std::string>("conv_order");
+  so.ort_intra_op_threads = static_cast<int>(ctx.param<int64_t>("ort_threads"));
   Session session(load_onnx(model_art.path.string()), so);
   EvalOptions eo;
   eo.batch = ctx.param_or<int64_t>("batch", ctx.batch_size());
@@ -34,6 +36,7 @@ void run(StageContext& ctx) {
                                                                      : model_art.path.filename().string(),
                                     data_doc.at("dir").get<std::string>(), data_doc.at("split").get<std::string>(),
                                     so.exec_mode);
+  doc["conv_order"] = so.conv_order;
   doc["label"] = ctx.param_or<std::string>("label", ctx.stage_id());
   doc["framework"] = ctx.param_or<std::string>("framework", "qpipe");
   doc["dtype"] = ctx.param_or<std::string>("dtype", "float32");
@@ -57,6 +60,11 @@ StageType make_evaluate_stage() {
        "how QDQ models run: reference (ONNX spec semantics), ort-avx2 (ONNX Runtime 1.30 fused AVX2 arithmetic) or "
        "exact (int8/uint8 codes between ops, exact int32 accumulation, float32 requantization)",
        {"reference", "ort-avx2", "exact"}},
+      {"conv_order", ParamKind::kString, false, "qpipe",
+       "float32 Conv/MatMul summation order: qpipe (fast kernels) or ort (ONNX Runtime 1.30's MLAS order, "
+       "bit-identical to ORT with graph optimizations off; slower)",
+       {"qpipe", "ort"}},
+      {"ort_threads", ParamKind::kInt, false, 2, "ORT intra-op threads modelled by conv_order: ort"},
       {"batch", ParamKind::kInt, false, nullptr, "images per batch (default: the run's batch size)"},
       {"model_label", ParamKind::kString, false, nullptr, "model name written into the result (default: file name)"},
   };

@@ -28,6 +28,8 @@ int cmd_eval(const Args& args) {
       .value("batch", "B", "images per batch", "256")
       .value("threads", "T", "worker threads (0 = all cores)", "0")
       .value("exec-mode", "MODE", "how QDQ models run: reference (ONNX spec semantics), ort-avx2 (ONNX Runtime 1.30 fused AVX2 integer arithmetic) or exact (int8 codes between ops, exact int32 accumulation, float32 requantization; quant/integer_arithmetic.md)", "reference")
+      .value("conv-order", "ORDER", "float32 Conv/MatMul summation order: qpipe (fast kernels) or ort (ONNX Runtime 1.30's MLAS order, bit-identical to ORT with graph optimizations off; slower)", "qpipe")
+      .value("ort-threads", "T", "ORT intra-op threads modelled by --conv-order ort", "2")
       .value("json", "OUT", "write the result as JSON (written atomically)")
       .flag("predictions", "include per-image predictions in the JSON")
       .flag("quiet", "print only the accuracy line");
@@ -48,6 +50,8 @@ int cmd_eval(const Args& args) {
   if (max_samples >= 0) data = data.limited(max_samples);
   SessionOptions so;
   so.exec_mode = opts.get("exec-mode");
+  so.conv_order = opts.get("conv-order");
+  so.ort_intra_op_threads = static_cast<int>(opts.get_int("ort-threads"));
   Session session(load_onnx(model_path), so);
 
   EvalOptions eo;
@@ -71,6 +75,7 @@ int cmd_eval(const Args& args) {
   }
   if (opts.has("json")) {
     auto j = eval_to_json(r, model_path, data_dir, split, so.exec_mode);
+    j["conv_order"] = so.conv_order;
     write_file_atomic(opts.get("json"), pretty_json(j));
   }
   return 0;
