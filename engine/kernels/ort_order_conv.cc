@@ -11,6 +11,8 @@
 
 #include "engine/kernels/ort_order_conv.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -206,6 +208,52 @@ void segment_portable(const float* __restrict w, const float* __restrict col, fl
 
 #undef QPIPE_ORT_SEGMENT_BODY
 
+// The same arithmetic as segment_avx2 (non-single-row case), register-tiled:
+// 4 output channels x 16 pixels per tile, one FMA chain per element and
+// slice, slices added in order. Covers m in [m0, m0 + 4*mt), p in
+// [b, b + 16*pt); bit-identical to the plain loops.
+__attribute__((target("avx2,fma"))) void segment_avx2_tiled(const float* __restrict w, const float* __restrict col,
+                                                            float* __restrict y, int64_t K, int64_t P, int64_t m0,
+                                                            int64_t mt, int64_t b, int64_t pt, const int64_t* bounds,
+                                                            std::size_t nb) {
+  for (int64_t mi = 0; mi < mt; ++mi) {
+    const int64_t m = m0 + 4 * mi;
+    const float* w0 = w + m * K;
+    for (int64_t pi = 0; pi < pt; ++pi) {
+      const int64_t p = b + 16 * pi;
+      for (std::size_t j = 0; j + 1 < nb; ++j) {
+        __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(),
+               a11 = _mm256_setzero_ps(), a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(),
+               a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+        for (int64_t k = bounds[j]; k < bounds[j + 1]; ++k) {
+          const float* ck = col + k * P + p;
+          const __m256 x0 = _mm256_loadu_ps(ck), x1 = _mm256_loadu_ps(ck + 8);
+          __m256 wv = _mm256_broadcast_ss(w0 + k);
+          a00 = _mm256_fmadd_ps(wv, x0, a00);
+          a01 = _mm256_fmadd_ps(wv, x1, a01);
+          wv = _mm256_broadcast_ss(w0 + K + k);
+          a10 = _mm256_fmadd_ps(wv, x0, a10);
+          a11 = _mm256_fmadd_ps(wv, x1, a11);
+          wv = _mm256_broadcast_ss(w0 + 2 * K + k);
+          a20 = _mm256_fmadd_ps(wv, x0, a20);
+          a21 = _mm256_fmadd_ps(wv, x1, a21);
+          wv = _mm256_broadcast_ss(w0 + 3 * K + k);
+          a30 = _mm256_fmadd_ps(wv, x0, a30);
+          a31 = _mm256_fmadd_ps(wv, x1, a31);
+        }
+        float* y0 = y + m * P + p;
+        const __m256 acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+        for (int r = 0; r < 4; ++r)
+          for (int h = 0; h < 2; ++h) {
+            float* dst = y0 + r * P + 8 * h;
+            const __m256 v = acc[2 * r + h];
+            _mm256_storeu_ps(dst, j == 0 ? v : _mm256_add_ps(_mm256_loadu_ps(dst), v));
+          }
+      }
+    }
+  }
+}
+
 struct Geometry {
   int64_t c, h, w, m, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w;
 };
@@ -254,6 +302,19 @@ class OrtOrderConv final : public OpKernel {
       }
       std::vector<float> tmp(static_cast<std::size_t>(P));
       for (const auto& s : schedule_.segments) {
+        if (avx2_ && !s.m1) {
+          // Tiles, then the leftover pixels (all channels) and channels.
+          const int64_t mt = (s.m_end - s.m_begin) / 4, pt = (s.end - s.begin) / 16;
+          const int64_t m_tiled = s.m_begin + 4 * mt, p_tiled = s.begin + 16 * pt;
+          segment_avx2_tiled(w, cols, yi, K, P, s.m_begin, mt, s.begin, pt, s.k_bounds.data(), s.k_bounds.size());
+          if (p_tiled < s.end)
+            segment_avx2(w, cols, yi, tmp.data(), K, P, s.m_begin, s.m_end, p_tiled, s.end, s.k_bounds.data(),
+                         s.k_bounds.size(), false);
+          if (m_tiled < s.m_end && p_tiled > s.begin)
+            segment_avx2(w, cols, yi, tmp.data(), K, P, m_tiled, s.m_end, s.begin, p_tiled, s.k_bounds.data(),
+                         s.k_bounds.size(), false);
+          continue;
+        }
         (avx2_ ? segment_avx2 : segment_portable)(w, cols, yi, tmp.data(), K, P, s.m_begin, s.m_end, s.begin, s.end,
                                                   s.k_bounds.data(), s.k_bounds.size(), s.m1);
       }
@@ -283,15 +344,12 @@ Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in,
   const bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && geo.pad_top == 0 && geo.pad_left == 0 &&
                          geo.pad_bottom == 0 && geo.pad_right == 0;
   const int64_t P = g.out_h * g.out_w;
-  const bool no_pad_unit_stride = g.sh == 1 && g.sw == 1 && geo.pad_top == 0 && geo.pad_left == 0 &&
-                                  geo.pad_bottom == 0 && geo.pad_right == 0;
-  if (no_pad_unit_stride && g.c == 1 && g.dh == 1 && g.dw == 1 && !(g.kh == 1 && g.kw == 1) &&
-      (g.kw == g.w || (g.kh == g.h && g.kw == 1)))
-    unsupported(node, "ONNX Runtime order: a single-channel convolution whose kernel spans the input's width or "
-                      "height runs as a direct GEMM on the input in MLAS, which qpipe does not model");
-  if (pointwise && P == 1)
-    unsupported(node, "ONNX Runtime order: a 1x1 convolution over a single pixel uses MLAS's transposed single-column "
-                      "GEMM kernel, which qpipe does not model");
+  // Two shapes MLAS routes to routines this model does not reproduce exactly
+  // (a single-channel convolution whose kernel spans the input's width or
+  // height runs as a GEMM on the input; a 1x1 convolution over one pixel
+  // uses the transposed single-column kernel): they get the general
+  // schedule, so their last bits may differ from ORT's. Not refused, because
+  // Session also prepares models at placeholder shapes (dynamic dims = 1).
   OrtConvSchedule schedule = ort_conv_schedule(g.m, g.c, g.kh, g.kw, P, pointwise, intra_op_threads);
   const bool has_bias = in.size() > 2 && !node.inputs[2].empty();
   p.kernel = std::make_unique<OrtOrderConv>(g, std::move(schedule), pointwise, has_bias, fast::use_avx2(false));

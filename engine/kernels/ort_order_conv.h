@@ -39,8 +39,9 @@
 // gives ranges bit-identical to ONNX Runtime 1.30's (intra-op threads 1 and
 // 2, graph optimizations off, one image per run) for every calibrated tensor.
 // Shapes MLAS handles through special routines not modelled here (1x1
-// convolutions whose GEMM has a single output column; grouped convolution)
-// are refused at prepare time.
+// convolutions over a single pixel; single-channel kernels spanning the
+// input's width or height) get the general schedule and may differ from ORT
+// in the last bits; grouped convolution is refused as by the regular Conv.
 
 #include <memory>
 #include <span>
@@ -50,8 +51,7 @@
 namespace qpipe::kernels {
 
 // Prepares `node` (a float32 Conv; inputs as prepare_conv) to run in MLAS
-// order for `intra_op_threads` threads. Throws PtqError(kUnsupported) for
-// shapes outside the model above.
+// order for `intra_op_threads` threads.
 Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads);
 
 // MatMul (A [..., M, K] x constant 2-D B) as ORT computes it: B prepacked,

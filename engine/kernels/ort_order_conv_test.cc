@@ -139,7 +139,8 @@ TEST(OrtOrderConv, MatchesTheSlicedFormulaBitForBitAndFloat64WithinABound) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const Case cs : {Case{16, 16, 32, 3, 1, 1}, Case{32, 64, 16, 3, 2, 1}, Case{64, 64, 8, 3, 1, 1},
-                        Case{16, 32, 32, 1, 2, 0}, Case{3, 16, 32, 3, 1, 1}}) {
+                        Case{16, 32, 32, 1, 2, 0}, Case{3, 16, 32, 3, 1, 1}, Case{5, 7, 9, 3, 1, 1},
+                        Case{20, 6, 7, 1, 1, 0}}) {
     SCOPED_TRACE(testing::Message() << "c=" << cs.c << " m=" << cs.m << " hw=" << cs.hw << " k=" << cs.k);
     std::vector<float> w(static_cast<std::size_t>(cs.m * cs.c * cs.k * cs.k)), b(static_cast<std::size_t>(cs.m));
     for (auto& v : w) v = nd(rng) * 0.1f;
