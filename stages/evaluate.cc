@@ -50,7 +50,7 @@ void run(StageContext& ctx) {
 StageType make_evaluate_stage() {
   StageType t;
   t.name = "evaluate";
-  t.version = "1";
+  t.version = "2";  // 2: conv_order, ort_threads
   t.description = "top-1 / per-class accuracy and confusion matrix of a model on a dataset";
   t.params = {
       {"label", ParamKind::kString, false, nullptr, "row label in reports (default: the stage id)"},

@@ -65,7 +65,7 @@ void run(StageContext& ctx) {
 StageType make_quantize_stage() {
   StageType t;
   t.name = "quantize";
-  t.version = "1";
+  t.version = "2";  // 2: calibration in ONNX Runtime's summation order by default
   t.description = "static PTQ to a QDQ model (ONNX Runtime's quantize_static layout)";
   t.params = {
       {"config", ParamKind::kMap, false, nlohmann::json::object(),
