@@ -108,6 +108,10 @@ TEST_F(PtqCli, BadInputExitsWithTheRightCode) {
 
   auto map_only = qpipe({"quantize", "--model", model, "--out", path("q.onnx"), "--name-map", path("bad.json")});
   EXPECT_EQ(map_only.exit_code, exit_code(ErrorKind::kUsage)) << map_only.describe();
+
+  auto bad_order = qpipe({"quantize", "--model", model, "--out", path("q.onnx"), "--calib-order", "mlas"});
+  EXPECT_EQ(bad_order.exit_code, exit_code(ErrorKind::kUsage)) << bad_order.describe();
+  EXPECT_THAT(bad_order.err, HasSubstr("ort or qpipe"));
 }
 
 }  // namespace
