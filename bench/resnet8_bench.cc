@@ -7,7 +7,11 @@
 //                 Runtime's fused AVX2 integer arithmetic, scalar emulation)
 // at batch 1 and 256, with 1 and 2 threads (a tbb::task_arena per benchmark).
 // Portable variants (fp32_portable, qdq_ref_portable) force the SSE2/Eigen
-// kernels (SessionOptions::force_portable) for comparison with the AVX2 path.
+// kernels (SessionOptions::force_portable) for comparison with the fast path.
+// The fast path is the best ISA the CPU has (AVX-512F, else AVX2+FMA); each
+// result is labelled with the ISA that ran. QPIPE_FORCE_ISA=avx2 (or
+// portable) caps it for the whole process, e.g. to compare AVX2 with AVX-512:
+//   QPIPE_FORCE_ISA=avx2 build/qpipe_bench --benchmark_filter=ResNet8_fp32
 //
 // FLOPs are 2 x the multiply-adds of every Conv and MatMul, counted from the
 // model's own shapes (ResNet8: 12,501,632 MACs per image).
@@ -31,6 +35,7 @@
 #include "engine/error.h"
 #include "engine/graph.h"
 #include "engine/io/cifar10.h"
+#include "engine/kernels/fast/cpu.h"
 #include "engine/session.h"
 
 namespace {
@@ -134,6 +139,7 @@ void run_model(benchmark::State& state, const std::string& model_file, const std
     std::memcpy(t.raw(), input.raw(), t.nbytes());
     input = t;
   }
+  state.SetLabel(qpipe::fast::isa_name(qpipe::fast::select_isa(portable)));
   tbb::task_arena arena(threads);
   arena.execute([&] { l.session->run(input); });  // warm-up: plans, buffers
   for (auto _ : state) {

@@ -49,11 +49,21 @@ void im2col(const reference::ConvParams& p, const float* x, float* col) {
             std::fill(dst, dst + p.out_w, 0.f);
             continue;
           }
+          // Columns ow in [lo, hi) read inside the row (w = ow*sw + w0): zeros,
+          // a (contiguous when sw == 1) run, zeros.
           const float* src = xc + h * p.w;
-          for (int64_t ow = 0; ow < p.out_w; ++ow) {
-            const int64_t w = ow * p.sw - p.pad_left + j * p.dw;
-            dst[ow] = (w >= 0 && w < p.w) ? src[w] : 0.f;
+          const int64_t w0 = j * p.dw - p.pad_left;
+          int64_t lo = w0 >= 0 ? 0 : (-w0 + p.sw - 1) / p.sw;
+          int64_t hi = w0 >= p.w ? 0 : (p.w - w0 + p.sw - 1) / p.sw;
+          lo = std::min(lo, p.out_w);
+          hi = std::clamp(hi, lo, p.out_w);
+          std::fill(dst, dst + lo, 0.f);
+          if (p.sw == 1) {
+            std::copy(src + lo + w0, src + hi + w0, dst + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * p.sw + w0];
           }
+          std::fill(dst + hi, dst + p.out_w, 0.f);
         }
       }
 }
