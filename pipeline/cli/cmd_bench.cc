@@ -31,6 +31,7 @@
 
 #include "engine/error.h"
 #include "engine/graph.h"
+#include "engine/integer/exact.h"
 #include "engine/io/cifar10.h"
 #include "engine/kernels/fast/cpu.h"
 #include "engine/session.h"
@@ -115,11 +116,16 @@ bool is_qdq_model(const Model& m) {
   return false;
 }
 
-// The float32 kernel path cpu.h picks in this process.
-std::string fp32_isa() {
-  if (!fast::cpu_has_avx2_fma()) return "portable (no AVX2+FMA)";
-  if (fast::env_forces_portable()) return "portable (QPIPE_FORCE_PORTABLE)";
-  return "avx2+fma";
+// The float32 kernel path cpu.h picks in this process ("avx512", "avx2" or
+// "portable"; QPIPE_FORCE_ISA / QPIPE_FORCE_PORTABLE lower it).
+std::string fp32_isa() { return fast::isa_name(fast::select_isa(false)); }
+
+// The ISA column: the float32 path, plus the integer kernels' path for the
+// integer modes (ort-avx2 emulates ORT's AVX2 kernel in scalar code).
+std::string isa_column(const std::string& mode) {
+  if (mode == "ort-avx2") return fp32_isa() + ", int: scalar";
+  if (mode == "exact") return fp32_isa() + ", int: " + integer::exact_isa_name(integer::exact_best_isa(false));
+  return fp32_isa();
 }
 
 // Multiply-adds per image of every Conv, MatMul and Gemm: a reference Session
@@ -275,8 +281,14 @@ int cmd_bench(const Args& args) {
     if (model_paths.empty()) fail(ErrorKind::kUsage, "--model is empty");
   } else {
     const fs::path shared = resolve_spec_paths(fs::current_path() / "qpipe-bench").shared;
-    for (const char* f : {"resnet8.onnx", "resnet8_int8_ort_reference.onnx"})
-      model_paths.push_back((shared / "models" / f).string());
+    for (const char* f : {"resnet8.onnx", "resnet8_int8_ort_reference.onnx"}) {
+      const fs::path p = shared / "models" / f;
+      std::error_code ec;
+      if (!fs::exists(p, ec))
+        fail(ErrorKind::kInput, "{}: default model not found; pass --model M or set QPIPE_SHARED to the shared folder",
+             p.string());
+      model_paths.push_back(p.string());
+    }
   }
 
   // Load everything before timing anything: a bad model or dataset fails fast.
@@ -343,7 +355,7 @@ int cmd_bench(const Args& args) {
           r.model = name;
           r.model_path = model_paths[mi];
           r.mode = mode;
-          r.isa = fp32_isa();
+          r.isa = isa_column(mode);
           r.batch = batch;
           r.threads = static_cast<int>(threads);
           r.runs = static_cast<int>(ms.size());
@@ -374,7 +386,7 @@ int cmd_bench(const Args& args) {
   if (!skips.empty()) fmt::print("\n");
   for (const auto& s : skips) fmt::print("skipped: {} {}: {}\n", s.model, s.mode, s.reason);
   const double peak = peak_rss_mib();
-  fmt::print("\nISA path: the float32 kernels engine/kernels/fast/cpu.h selects (integer modes run their own kernels)\n");
+  fmt::print("\nISA path: the float32 kernels engine/kernels/fast/cpu.h selects; for integer modes also their integer kernels\n");
   fmt::print("peak RSS of this process: {:.0f} MiB\n", peak);
 
   if (opts.has("json")) {
