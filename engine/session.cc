@@ -648,6 +648,7 @@ void Session::Impl::rewrite_exact(Plan& plan, const std::set<int>& keep) const {
   view.keep = &keep;
   view.names = names;
   view.isa = integer::exact_best_isa(options.force_portable);
+  view.fuse = options.fuse;
   for (const Step& s : plan.steps) view.steps.push_back({s.node, s.in, s.out});
   std::vector<integer::ExactRewrite> rewrites = integer::plan_exact_rewrites(view);
   const std::size_t nsteps = plan.steps.size();

@@ -39,7 +39,9 @@ enum class ExactIsa { kScalar, kAvx2, kAvx512Vnni };
 const char* exact_isa_name(ExactIsa isa);
 // Whether the CPU can run `isa` (scalar: always).
 bool exact_isa_supported(ExactIsa isa);
-// The best supported path; scalar when `force_portable` or QPIPE_FORCE_PORTABLE=1.
+// The best supported path under the engine's ISA ceiling: scalar when
+// `force_portable` or QPIPE_FORCE_PORTABLE=1; QPIPE_FORCE_ISA=avx2 caps at
+// AVX2, =portable at scalar (engine/kernels/fast/cpu.h).
 ExactIsa exact_best_isa(bool force_portable);
 
 // Output stage shared by every kernel: codes in [qmin, qmax] (int8: -128..127,
@@ -50,6 +52,20 @@ struct ExactOutput {
   bool relu = false;
   int32_t lo() const { return std::max<int32_t>(is_signed ? -128 : 0, relu ? zp : -1000); }
   int32_t hi() const { return is_signed ? 127 : 255; }
+};
+
+// An elementwise Mul/Add by a per-channel constant applied to the conv's
+// output codes in registers before they are stored (the group that followed
+// the conv, fused): the same arithmetic as make_exact_binary per element,
+//   a = code - za;  Mul: v = float32(a * bz[c]) * m[c];  Add: v = float32(a) * m[c] + tb[c]
+//   (tb[c] = float32(b[c] - zp_b[c]) * Mb[c]), code = sat(rne(clamp(v)) + zp), so fusing changes no bit.
+struct ExactPostOp {
+  bool is_mul = false;
+  int32_t za = 0;
+  std::vector<int32_t> bz;  // Mul: [m]
+  std::vector<float> m;     // [m]: Mul M, Add Ma
+  std::vector<float> tb;    // Add: [m]
+  ExactOutput out;
 };
 
 // Conv (group 1, NCHW) and MatMul on codes:
@@ -66,6 +82,7 @@ struct ExactConvParams {
   int32_t zp_x = 0;
   std::vector<float> multiplier;  // [m]
   ExactOutput out;
+  std::vector<ExactPostOp> post;  // fused per-channel Mul/Add groups, applied in order after `out`
 };
 // Returns nullptr when the sums could overflow int32 (K too large).
 std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams params, ExactIsa isa);
@@ -119,6 +136,7 @@ struct ExactPlanView {
   const std::set<int>* keep = nullptr;              // graph outputs and fetched taps: never fused away
   std::vector<std::string> names;                   // per value id
   ExactIsa isa = ExactIsa::kScalar;
+  bool fuse = true;  // fuse Mul/Add-by-constant groups into the preceding conv (SessionOptions::fuse)
 };
 struct ExactRewrite {
   std::size_t at = 0;                // the step index (of the group's QuantizeLinear) it replaces
@@ -137,12 +155,24 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& view);
 // ---- Internals shared by the ISA files (exact_*.cc) -----------------------
 namespace exact_detail {
 
-// Packed convolution: weights [Mpad][G] dwords of 4 s8 (k = 4g..4g+3, k in
-// (c, kh, kw) order, zero beyond K), activations per image as A[G][Ppad]
-// dwords of 4 u8 (same k), Ppad a multiple of 64.
+// Packed convolution (implicit GEMM, no im2col). Each image is stored as
+// padded phase planes of dwords, four channels per dword (u8 domain, padding
+// = zx, channels beyond C = 0): planes[cg][a][b][hs][ws], padded input row
+// hs * sh + a, column ws * sw + b. A tap (i, j) of channel group cg then reads
+// a contiguous run: for the "wide pixel" q = oh * Ws + ow the activation dword
+// is planes[aoff[g] + q], g = (i * kw + j) * CG + cg. Columns ow >= out_w
+// are computed and discarded. Weights are [Mpad][G] dwords of four s8 (same
+// channel order), zero for channels >= C.
 struct ConvPack {
   reference::ConvParams p;
-  int64_t K = 0, G = 0, P = 0, Ppad = 0, Mpad = 0;
+  int64_t K = 0;                 // C * kh * kw (real taps)
+  int64_t CG = 0, G = 0;         // channel groups of 4, dword taps
+  int64_t Hs = 0, Ws = 0, plane = 0;  // phase plane geometry (dwords)
+  int64_t P = 0;                 // out_h * out_w
+  int64_t Q = 0, Qpad = 0;       // wide pixels out_h * Ws, rounded up to 64
+  int64_t Mpad = 0;
+  int64_t planes_dwords = 0;     // CG * sh * sw * plane (+ Qpad + 64 slack for the wide reads)
+  std::vector<int64_t> aoff;     // [G]
   std::vector<uint32_t> w4;      // [Mpad][G]   (VNNI and scalar)
   std::vector<uint32_t> w16;     // [Mpad][G][2] int16 pairs (w0,w2), (w1,w3) (AVX2)
   std::vector<int32_t> c;        // [Mpad] bias - zx*sum(w) + K*zx*zw
@@ -152,11 +182,15 @@ struct ConvPack {
   int32_t zx_u8 = 0;             // activation zero point in the u8 domain
   bool x_signed = true;
   ExactOutput out;
+  std::vector<ExactPostOp> post;  // per-channel vectors padded to Mpad
 };
 
-// Packs one image (NCHW codes) into A[G][Ppad] (u8 domain; padding reads zx).
-// `planes` is scratch. Portable (SSE2 when available), identical on every path.
-void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& planes, uint32_t* A);
+// Packs one image (NCHW codes) into the phase planes (planes_dwords dwords).
+// `scratch` holds padded byte rows. Portable (SSE2 when available).
+void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& scratch, uint32_t* planes);
+
+// The fused post ops on one code of channel m (scalar definition).
+int32_t apply_post(const ConvPack& pk, int64_t m, int32_t code);
 
 // acc -> code (scalar definition of the output stage).
 inline int32_t requant(int32_t acc, float mult, const ExactOutput& o, int32_t lo, int32_t hi) {
@@ -167,11 +201,13 @@ inline int32_t requant(int32_t acc, float mult, const ExactOutput& o, int32_t lo
 }
 
 // GEMM + output stage for one image: y[m*P + p] for m < M, p < P. `sx` is
-// scratch of Ppad int32 (per-pixel sums, used when any_zw), `tmp` scratch of
-// Mpad*Ppad bytes (used when P is not a multiple of 64).
-void gemm_scalar(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
-void gemm_avx2(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
-void gemm_avx512vnni(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y);
+// scratch of Qpad int32 (per-pixel sums, used when any_zw), `tmp` scratch of
+// Mpad*Qpad bytes (wide-pixel results before the valid columns are copied).
+void gemm_scalar(const ConvPack& pk, const uint32_t* planes, int32_t* sx, uint8_t* tmp, uint8_t* y);
+void gemm_avx2(const ConvPack& pk, const uint32_t* planes, int32_t* sx, uint8_t* tmp, uint8_t* y);
+void gemm_avx512vnni(const ConvPack& pk, const uint32_t* planes, int32_t* sx, uint8_t* tmp, uint8_t* y);
+// Copies the valid columns of the wide-pixel results to y.
+void copy_valid(const ConvPack& pk, const uint8_t* tmp, uint8_t* y);
 
 // Elementwise row: y[i] for i < n with b either a row (bp) or one value (bv).
 struct BinaryRow {
@@ -183,6 +219,7 @@ struct BinaryRow {
 };
 void binary_row_scalar(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
 void binary_row_avx2(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
+void binary_row_avx512(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
 
 }  // namespace exact_detail
 }  // namespace qpipe::integer

@@ -35,16 +35,24 @@ QPIPE_AVX2 inline void store8(uint8_t* dst, __m256i q) {
 
 }  // namespace
 
-QPIPE_AVX2 void gemm_avx2(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* tmp, uint8_t* y) {
-  const int64_t G = pk.G, P = pk.P, Ppad = pk.Ppad, M = pk.p.m;
-  const bool direct = P % 16 == 0;
+// Two rounded products and one rounded sum: never contracted into an FMA.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#define QPIPE_NO_CONTRACT
+#else
+#define QPIPE_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#endif
+
+QPIPE_AVX2 QPIPE_NO_CONTRACT void gemm_avx2(const ConvPack& pk, const uint32_t* planes, int32_t* sx, uint8_t* tmp, uint8_t* y) {
+  const int64_t G = pk.G, Qpad = pk.Qpad, M = pk.p.m;
+  const int64_t* aoff = pk.aoff.data();
   const __m256i even = _mm256_set1_epi32(0x00ff00ff);
   if (pk.any_zw) {
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t pb = 0; pb < Ppad; pb += 8) {
+    for (int64_t pb = 0; pb < (pk.Q + 15) / 16 * 16; pb += 8) {
       __m256i s = _mm256_setzero_si256();
       for (int64_t g = 0; g < G; ++g) {
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + g * Ppad + pb));
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + aoff[g] + pb));
         s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_and_si256(a, even), ones));
         s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_srli_epi16(a, 8), ones));
       }
@@ -52,17 +60,17 @@ QPIPE_AVX2 void gemm_avx2(const ConvPack& pk, const uint32_t* A, int32_t* sx, ui
     }
   }
   const __m256i zp = _mm256_set1_epi32(pk.out.zp), lo = _mm256_set1_epi32(pk.out.lo()), hi = _mm256_set1_epi32(pk.out.hi());
-  uint8_t* dst = direct ? y : tmp;
-  const int64_t ld = direct ? P : Ppad;
-  for (int64_t pb = 0; pb < Ppad; pb += 16) {
-    if (direct && pb >= P) break;
+  uint8_t* dst = tmp;
+  const int64_t ld = Qpad;
+  for (int64_t pb = 0; pb < (pk.Q + 15) / 16 * 16; pb += 16) {
     for (int64_t mb = 0; mb < pk.Mpad; mb += 4) {
       __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
       const uint32_t* w = pk.w16.data() + mb * G * 2;
-      const uint32_t* a = A + pb;
+      const uint32_t* a = planes + pb;
       for (int64_t g = 0; g < G; ++g) {
-        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * Ppad));
-        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * Ppad + 8));
+        const uint32_t* ag = a + aoff[g];
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ag));
+        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ag + 8));
         const __m256i e0 = _mm256_and_si256(a0, even), o0 = _mm256_srli_epi16(a0, 8);
         const __m256i e1 = _mm256_and_si256(a1, even), o1 = _mm256_srli_epi16(a1, 8);
 #define QPIPE_ROW(r, x0, x1)                                                                        \
@@ -89,17 +97,30 @@ QPIPE_AVX2 void gemm_avx2(const ConvPack& pk, const uint32_t* A, int32_t* sx, ui
           __m256i v = _mm256_add_epi32(accs[r][j], c);
           if (pk.any_zw)
             v = _mm256_sub_epi32(v, _mm256_mullo_epi32(zw, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sx + pb + 8 * j))));
-          store8(dst + m * ld + pb + 8 * j, out_stage(v, mult, zp, lo, hi));
+          __m256i q = out_stage(v, mult, zp, lo, hi);
+          for (const ExactPostOp& op : pk.post) {  // fused Mul/Add by a per-channel constant
+            const auto mu = static_cast<std::size_t>(m);
+            const __m256i a = _mm256_sub_epi32(q, _mm256_set1_epi32(op.za));
+            __m256 f;
+            if (op.is_mul) {
+              f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_mullo_epi32(a, _mm256_set1_epi32(op.bz[mu]))),
+                                _mm256_set1_ps(op.m[mu]));
+            } else {
+              f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(op.m[mu])), _mm256_set1_ps(op.tb[mu]));
+            }
+            f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(-65536.f)), _mm256_set1_ps(65536.f));
+            q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(op.out.zp));
+            q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(op.out.lo())), _mm256_set1_epi32(op.out.hi()));
+          }
+          store8(dst + m * ld + pb + 8 * j, q);
         }
       }
     }
   }
-  if (!direct)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t p = 0; p < P; ++p) y[m * P + p] = tmp[m * Ppad + p];
+  copy_valid(pk, tmp, y);
 }
 
-QPIPE_AVX2 void binary_row_avx2(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y,
+QPIPE_AVX2 QPIPE_NO_CONTRACT void binary_row_avx2(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y,
                                 int64_t n) {
   const __m256i za = _mm256_set1_epi32(r.za), zb = _mm256_set1_epi32(r.zb);
   const __m256 ma = _mm256_set1_ps(r.ma), mb = _mm256_set1_ps(r.mb);

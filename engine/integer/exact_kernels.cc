@@ -44,8 +44,8 @@ bool exact_isa_supported(ExactIsa isa) {
   }();
   static const bool vnni = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    return fast::cpu_has_avx512f() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
   }();
   switch (isa) {
     case ExactIsa::kScalar: return true;
@@ -59,28 +59,15 @@ bool exact_isa_supported(ExactIsa isa) {
 }
 
 ExactIsa exact_best_isa(bool force_portable) {
-  if (force_portable || fast::env_forces_portable()) return ExactIsa::kScalar;
-  if (exact_isa_supported(ExactIsa::kAvx512Vnni)) return ExactIsa::kAvx512Vnni;
-  if (exact_isa_supported(ExactIsa::kAvx2)) return ExactIsa::kAvx2;
+  // The engine-wide ceiling: force_portable, QPIPE_FORCE_PORTABLE, QPIPE_FORCE_ISA (engine/kernels/fast/cpu.h).
+  const fast::Isa cap = fast::select_isa(force_portable);
+  if (cap >= fast::Isa::kAvx512 && exact_isa_supported(ExactIsa::kAvx512Vnni)) return ExactIsa::kAvx512Vnni;
+  if (cap >= fast::Isa::kAvx2 && exact_isa_supported(ExactIsa::kAvx2)) return ExactIsa::kAvx2;
   return ExactIsa::kScalar;
 }
 
 namespace exact_detail {
 namespace {
-
-// Geometry of the padded phase planes of one image: padded row h = hs * sh + ph.
-struct Phases {
-  int64_t Hs, Ws, plane;
-};
-Phases phases_of(const reference::ConvParams& p) {
-  const int64_t Hp = (p.out_h - 1) * p.sh + (p.kh - 1) * p.dh + 1;
-  const int64_t Wp = (p.out_w - 1) * p.sw + (p.kw - 1) * p.dw + 1;
-  Phases ph;
-  ph.Hs = (Hp + p.sh - 1) / p.sh;
-  ph.Ws = (Wp + p.sw - 1) / p.sw;
-  ph.plane = ph.Hs * ph.Ws;
-  return ph;
-}
 
 inline void interleave4(const uint8_t* r0, const uint8_t* r1, const uint8_t* r2, const uint8_t* r3, uint32_t* dst,
                         int64_t n) {
@@ -117,67 +104,76 @@ inline void interleave4(const uint8_t* r0, const uint8_t* r1, const uint8_t* r2,
 
 }  // namespace
 
-void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& planes, uint32_t* A) {
+void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& scratch, uint32_t* planes) {
   const auto& p = pk.p;
-  const Phases ph = phases_of(p);
-  const int64_t nplanes = p.c * p.sh * p.sw;
-  // One extra zero row at the end serves the k >= K padding rows.
-  const std::size_t need = static_cast<std::size_t>(nplanes * ph.plane + ph.Ws + p.out_w + 64);
-  if (planes.size() < need) planes.resize(need);
-  const uint8_t flip = pk.x_signed ? 0x80 : 0x00;  // s8 -> u8: code + 128
+  const int64_t Wrow = pk.Ws * p.sw;  // one padded input row (>= the padded width)
+  const int64_t rstride = Wrow + 64;
+  // Scratch: 4 padded byte rows, 1 zero row, 1 interleaved dword row.
+  const std::size_t need = static_cast<std::size_t>(6 * rstride) + static_cast<std::size_t>(Wrow + 16) * 4;
   const uint8_t zx = static_cast<uint8_t>(pk.zx_u8);
-  for (int64_t c = 0; c < p.c; ++c) {
-    const uint8_t* xc = x + c * p.h * p.w;
+  if (scratch.size() < need) scratch.resize(need);
+  uint8_t* rows = scratch.data();
+  uint8_t* zero = rows + 4 * rstride;
+  uint32_t* drow = reinterpret_cast<uint32_t*>(rows + 6 * rstride);
+  // Pads keep zx: only the interior columns [w0, w1) are rewritten per row.
+  std::memset(rows, zx, static_cast<std::size_t>(4 * rstride));
+  std::memset(zero, 0, static_cast<std::size_t>(rstride));
+  const int64_t w0 = std::min<int64_t>(std::max<int64_t>(0, p.pad_left), Wrow);
+  const int64_t w1 = std::max<int64_t>(w0, std::min<int64_t>(Wrow, p.w + p.pad_left));
+  const uint8_t flip = pk.x_signed ? 0x80 : 0x00;  // s8 -> u8: code + 128
+  for (int64_t cg = 0; cg < pk.CG; ++cg) {
+    const int64_t nreal = std::min<int64_t>(4, p.c - 4 * cg);
+    uint32_t zxd = 0;  // a padding dword: zx for real channels, 0 beyond C
+    for (int64_t r = 0; r < nreal; ++r) zxd |= static_cast<uint32_t>(zx) << (8 * r);
     for (int64_t a = 0; a < p.sh; ++a)
-      for (int64_t b = 0; b < p.sw; ++b) {
-        uint8_t* dst = planes.data() + ((c * p.sh + a) * p.sw + b) * ph.plane;
-        for (int64_t hs = 0; hs < ph.Hs; ++hs) {
-          uint8_t* row = dst + hs * ph.Ws;
-          const int64_t h = hs * p.sh + a - p.pad_top;
-          if (h < 0 || h >= p.h) {
-            std::memset(row, zx, static_cast<std::size_t>(ph.Ws));
+      for (int64_t hs = 0; hs < pk.Hs; ++hs) {
+        const int64_t h = hs * p.sh + a - p.pad_top;
+        uint32_t* dst0 = planes + ((cg * p.sh + a) * p.sw) * pk.plane + hs * pk.Ws;
+        if (h < 0 || h >= p.h) {
+          for (int64_t b = 0; b < p.sw; ++b) std::fill(dst0 + b * pk.plane, dst0 + b * pk.plane + pk.Ws, zxd);
+          continue;
+        }
+        const uint8_t* src[4];
+        for (int64_t r = 0; r < 4; ++r) {
+          if (r >= nreal) {
+            src[r] = zero;
             continue;
           }
-          const uint8_t* src = xc + h * p.w;
-          if (p.sw == 1) {
-            // ws = w + pad_left: a shifted copy with pads on both sides.
-            const int64_t w0 = std::max<int64_t>(0, p.pad_left);
-            const int64_t w1 = std::min<int64_t>(ph.Ws, p.w + p.pad_left);
-            std::memset(row, zx, static_cast<std::size_t>(std::min(w0, ph.Ws)));
-            for (int64_t ws = w0; ws < w1; ++ws) row[ws] = static_cast<uint8_t>(src[ws - p.pad_left] ^ flip);
-            if (w1 < ph.Ws) std::memset(row + std::max(w1, w0), zx, static_cast<std::size_t>(ph.Ws - std::max(w1, w0)));
-          } else {
-            for (int64_t ws = 0; ws < ph.Ws; ++ws) {
-              const int64_t w = ws * p.sw + b - p.pad_left;
-              row[ws] = (w < 0 || w >= p.w) ? zx : static_cast<uint8_t>(src[w] ^ flip);
-            }
-          }
+          uint8_t* row = rows + r * rstride;
+          const uint8_t* in = x + ((4 * cg + r) * p.h + h) * p.w + (w0 - p.pad_left);
+          uint8_t* d = row + w0;
+          const int64_t n = w1 - w0;
+          int64_t i = 0;
+#if defined(__SSE2__)
+          const __m128i f = _mm_set1_epi8(static_cast<char>(flip));
+          for (; i + 16 <= n; i += 16)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                             _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)), f));
+#endif
+          for (; i < n; ++i) d[i] = static_cast<uint8_t>(in[i] ^ flip);
+          src[r] = row;
         }
+        if (p.sw == 1) {
+          interleave4(src[0], src[1], src[2], src[3], dst0, pk.Ws);
+          continue;
+        }
+        interleave4(src[0], src[1], src[2], src[3], drow, Wrow);
+        // De-interleave the dword row into the sw column phases.
+        int64_t ws = 0;
+#if defined(__SSE2__)
+        if (p.sw == 2)
+          for (; ws + 4 <= pk.Ws; ws += 4) {
+            const __m128 v0 = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(drow + 2 * ws)));
+            const __m128 v1 = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(drow + 2 * ws + 4)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst0 + ws), _mm_castps_si128(_mm_shuffle_ps(v0, v1, 0x88)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst0 + pk.plane + ws),
+                             _mm_castps_si128(_mm_shuffle_ps(v0, v1, 0xDD)));
+          }
+#endif
+        const int64_t sw = p.sw, plane = pk.plane;
+        for (; ws < pk.Ws; ++ws)
+          for (int64_t b = 0; b < sw; ++b) dst0[b * plane + ws] = drow[ws * sw + b];
       }
-  }
-  uint8_t* zero = planes.data() + nplanes * ph.plane;
-  std::memset(zero, 0, static_cast<std::size_t>(ph.Ws + p.out_w + 64));
-  const int64_t khw = p.kh * p.kw;
-  for (int64_t g = 0; g < pk.G; ++g) {
-    const uint8_t* base[4];
-    int64_t stride[4];
-    for (int r = 0; r < 4; ++r) {
-      const int64_t k = 4 * g + r;
-      if (k >= pk.K) {
-        base[r] = zero;
-        stride[r] = 0;
-        continue;
-      }
-      const int64_t c = k / khw, i = (k / p.kw) % p.kh, j = k % p.kw;
-      const int64_t oi = i * p.dh, oj = j * p.dw;
-      base[r] = planes.data() + ((c * p.sh + oi % p.sh) * p.sw + oj % p.sw) * ph.plane + (oi / p.sh) * ph.Ws + oj / p.sw;
-      stride[r] = ph.Ws;
-    }
-    uint32_t* Ag = A + g * pk.Ppad;
-    for (int64_t oh = 0; oh < p.out_h; ++oh)
-      interleave4(base[0] + oh * stride[0], base[1] + oh * stride[1], base[2] + oh * stride[2],
-                  base[3] + oh * stride[3], Ag + oh * p.out_w, p.out_w);
-    std::memset(Ag + pk.P, 0, static_cast<std::size_t>(pk.Ppad - pk.P) * sizeof(uint32_t));
   }
 }
 
@@ -193,25 +189,73 @@ inline int32_t sum4(uint32_t a) {
 }
 }  // namespace
 
-void gemm_scalar(const ConvPack& pk, const uint32_t* A, int32_t* sx, uint8_t* /*tmp*/, uint8_t* y) {
-  const int64_t G = pk.G, P = pk.P, Ppad = pk.Ppad;
-  if (pk.any_zw)
-    for (int64_t p = 0; p < P; ++p) {
-      int32_t s = 0;
-      for (int64_t g = 0; g < G; ++g) s += sum4(A[g * Ppad + p]);
-      sx[p] = s;
-    }
-  const int32_t lo = pk.out.lo(), hi = pk.out.hi();
-  for (int64_t m = 0; m < pk.p.m; ++m) {
-    const uint32_t* w = pk.w4.data() + m * G;
-    for (int64_t p = 0; p < P; ++p) {
-      uint32_t acc = 0;  // wraps like the SIMD lanes; the true sum fits int32
-      for (int64_t g = 0; g < G; ++g) acc += static_cast<uint32_t>(dot4(A[g * Ppad + p], w[g]));
-      acc += static_cast<uint32_t>(pk.c[static_cast<std::size_t>(m)]);
-      if (pk.any_zw) acc -= static_cast<uint32_t>(pk.zw[static_cast<std::size_t>(m)]) * static_cast<uint32_t>(sx[p]);
-      y[m * P + p] = static_cast<uint8_t>(requant(static_cast<int32_t>(acc), pk.mult[static_cast<std::size_t>(m)], pk.out, lo, hi));
-    }
+namespace {
+template <int W>
+void copy_rows(const ConvPack& pk, const uint8_t* tmp, uint8_t* y) {
+  for (int64_t m = 0; m < pk.p.m; ++m)
+    for (int64_t oh = 0; oh < pk.p.out_h; ++oh) std::memcpy(y + m * pk.P + oh * W, tmp + m * pk.Qpad + oh * pk.Ws, W);
+}
+}  // namespace
+
+void copy_valid(const ConvPack& pk, const uint8_t* tmp, uint8_t* y) {
+  const auto& p = pk.p;
+  switch (p.out_w) {  // fixed-size copies for the common widths (inlined moves)
+    case 8: return copy_rows<8>(pk, tmp, y);
+    case 16: return copy_rows<16>(pk, tmp, y);
+    case 32: return copy_rows<32>(pk, tmp, y);
+    default: break;
   }
+  for (int64_t m = 0; m < p.m; ++m)
+    for (int64_t oh = 0; oh < p.out_h; ++oh)
+      std::memcpy(y + m * pk.P + oh * p.out_w, tmp + m * pk.Qpad + oh * pk.Ws, static_cast<std::size_t>(p.out_w));
+}
+
+QPIPE_NO_CONTRACT
+int32_t apply_post(const ConvPack& pk, int64_t m, int32_t code) {
+  const auto mu = static_cast<std::size_t>(m);
+  for (const ExactPostOp& op : pk.post) {
+    const int32_t a = code - op.za;
+    float v;
+    if (op.is_mul) {
+      v = static_cast<float>(a * op.bz[mu]) * op.m[mu];
+    } else {
+      const float ta = static_cast<float>(a) * op.m[mu];
+      v = ta + op.tb[mu];
+    }
+    v = v < -65536.f ? -65536.f : (v > 65536.f ? 65536.f : v);
+    const int32_t lo = op.out.lo(), hi = op.out.hi();
+    code = static_cast<int32_t>(__builtin_nearbyintf(v)) + op.out.zp;
+    code = code < lo ? lo : (code > hi ? hi : code);
+  }
+  return code;
+}
+
+void gemm_scalar(const ConvPack& pk, const uint32_t* planes, int32_t* sx, uint8_t* tmp, uint8_t* y) {
+  const int64_t G = pk.G;
+  const auto& p = pk.p;
+  const int32_t lo = pk.out.lo(), hi = pk.out.hi();
+  for (int64_t oh = 0; oh < p.out_h; ++oh)
+    for (int64_t ow = 0; ow < p.out_w; ++ow) {
+      const int64_t q = oh * pk.Ws + ow;
+      int32_t s = 0;
+      if (pk.any_zw)
+        for (int64_t g = 0; g < G; ++g) s += sum4(planes[pk.aoff[static_cast<std::size_t>(g)] + q]);
+      sx[q] = s;
+    }
+  for (int64_t m = 0; m < p.m; ++m) {
+    const uint32_t* w = pk.w4.data() + m * G;
+    for (int64_t oh = 0; oh < p.out_h; ++oh)
+      for (int64_t ow = 0; ow < p.out_w; ++ow) {
+        const int64_t q = oh * pk.Ws + ow;
+        uint32_t acc = 0;  // wraps like the SIMD lanes; the true sum fits int32
+        for (int64_t g = 0; g < G; ++g) acc += static_cast<uint32_t>(dot4(planes[pk.aoff[static_cast<std::size_t>(g)] + q], w[g]));
+        acc += static_cast<uint32_t>(pk.c[static_cast<std::size_t>(m)]);
+        if (pk.any_zw) acc -= static_cast<uint32_t>(pk.zw[static_cast<std::size_t>(m)]) * static_cast<uint32_t>(sx[q]);
+        const int32_t code = requant(static_cast<int32_t>(acc), pk.mult[static_cast<std::size_t>(m)], pk.out, lo, hi);
+        tmp[m * pk.Qpad + q] = static_cast<uint8_t>(pk.post.empty() ? code : apply_post(pk, m, code));
+      }
+  }
+  copy_valid(pk, tmp, y);
 }
 
 QPIPE_NO_CONTRACT
@@ -261,14 +305,30 @@ std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams q, ExactIsa isa) {
   const auto& p = q.p;
   pk->K = p.c * p.kh * p.kw;
   if (pk->K <= 0 || static_cast<double>(pk->K) * 65025.0 + 2147483648.0 / 2 > 2147483647.0) return nullptr;
-  pk->G = (pk->K + 3) / 4;
+  pk->CG = (p.c + 3) / 4;
+  pk->G = pk->CG * p.kh * p.kw;
+  const int64_t Hp = (p.out_h - 1) * p.sh + (p.kh - 1) * p.dh + 1;
+  const int64_t Wp = (p.out_w - 1) * p.sw + (p.kw - 1) * p.dw + 1;
+  pk->Hs = (Hp + p.sh - 1) / p.sh;
+  pk->Ws = (Wp + p.sw - 1) / p.sw;
+  pk->plane = pk->Hs * pk->Ws;
   pk->P = p.out_h * p.out_w;
-  pk->Ppad = (pk->P + 63) / 64 * 64;
+  pk->Q = p.out_h * pk->Ws;
+  pk->Qpad = (pk->Q + 63) / 64 * 64;
   pk->Mpad = (p.m + 3) / 4 * 4;
+  pk->planes_dwords = pk->CG * p.sh * p.sw * pk->plane + pk->Qpad + 64;
   pk->x_signed = q.x_signed;
   pk->zx_u8 = q.x_signed ? q.zp_x + 128 : q.zp_x;
   pk->out = q.out;
   const auto Mp = static_cast<std::size_t>(pk->Mpad), G = static_cast<std::size_t>(pk->G);
+  pk->aoff.resize(G);
+  for (int64_t i = 0; i < p.kh; ++i)
+    for (int64_t j = 0; j < p.kw; ++j)
+      for (int64_t cg = 0; cg < pk->CG; ++cg) {
+        const int64_t oi = i * p.dh, oj = j * p.dw;
+        pk->aoff[static_cast<std::size_t>((i * p.kw + j) * pk->CG + cg)] =
+            ((cg * p.sh + oi % p.sh) * p.sw + oj % p.sw) * pk->plane + (oi / p.sh) * pk->Ws + oj / p.sw;
+      }
   pk->w4.assign(Mp * G, 0);
   pk->w16.assign(Mp * G * 2, 0);
   pk->c.assign(Mp, 0);
@@ -278,17 +338,19 @@ std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams q, ExactIsa isa) {
     const auto mu = static_cast<std::size_t>(m);
     const int32_t zw = q.w_signed ? q.zp_w[mu] : q.zp_w[mu] - 128;
     int64_t wsum = 0;
-    for (int64_t k = 0; k < pk->K; ++k) {
-      const uint8_t raw = q.w[static_cast<std::size_t>(m * pk->K + k)];
-      const int32_t v = q.w_signed ? static_cast<int32_t>(static_cast<int8_t>(raw)) : static_cast<int32_t>(raw) - 128;
-      wsum += v;
-      const std::size_t g = static_cast<std::size_t>(k / 4);
-      const int r = static_cast<int>(k % 4);
-      pk->w4[mu * G + g] |= static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(v))) << (8 * r);
-      // AVX2 pairs: dword 0 = (w0, w2), dword 1 = (w1, w3) as int16.
-      const std::size_t d = (mu * G + g) * 2 + static_cast<std::size_t>(r % 2);
-      pk->w16[d] |= static_cast<uint32_t>(static_cast<uint16_t>(static_cast<int16_t>(v))) << (16 * (r / 2));
-    }
+    for (int64_t c = 0; c < p.c; ++c)
+      for (int64_t i = 0; i < p.kh; ++i)
+        for (int64_t j = 0; j < p.kw; ++j) {
+          const uint8_t raw = q.w[static_cast<std::size_t>(((m * p.c + c) * p.kh + i) * p.kw + j)];
+          const int32_t v = q.w_signed ? static_cast<int32_t>(static_cast<int8_t>(raw)) : static_cast<int32_t>(raw) - 128;
+          wsum += v;
+          const std::size_t g = static_cast<std::size_t>((i * p.kw + j) * pk->CG + c / 4);
+          const int r = static_cast<int>(c % 4);
+          pk->w4[mu * G + g] |= static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(v))) << (8 * r);
+          // AVX2 pairs: dword 0 = (w0, w2), dword 1 = (w1, w3) as int16.
+          const std::size_t d = (mu * G + g) * 2 + static_cast<std::size_t>(r % 2);
+          pk->w16[d] |= static_cast<uint32_t>(static_cast<uint16_t>(static_cast<int16_t>(v))) << (16 * (r / 2));
+        }
     const int64_t c = static_cast<int64_t>(q.bias[mu]) - static_cast<int64_t>(pk->zx_u8) * wsum +
                       pk->K * static_cast<int64_t>(pk->zx_u8) * zw;
     if (c < std::numeric_limits<int32_t>::min() || c > std::numeric_limits<int32_t>::max()) return nullptr;
@@ -296,6 +358,13 @@ std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams q, ExactIsa isa) {
     pk->zw[mu] = zw;
     pk->any_zw = pk->any_zw || zw != 0;
     pk->mult[mu] = q.multiplier[mu];
+  }
+  for (const ExactPostOp& op : q.post) {
+    ExactPostOp padded = op;
+    if (padded.is_mul) padded.bz.resize(Mp, 0);
+    padded.m.resize(Mp, 0.f);
+    if (!padded.is_mul) padded.tb.resize(Mp, 0.f);
+    pk->post.push_back(std::move(padded));
   }
   using GemmFn = void (*)(const ConvPack&, const uint32_t*, int32_t*, uint8_t*, uint8_t*);
   GemmFn gemm = isa == ExactIsa::kAvx512Vnni ? gemm_avx512vnni : (isa == ExactIsa::kAvx2 ? gemm_avx2 : gemm_scalar);
@@ -306,16 +375,17 @@ std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams q, ExactIsa isa) {
     const int64_t n = in[0]->shape()[0];
     kernels::parallel_for_each(n, [&](int64_t i) {
       // Per-thread scratch: grows once, then reused (no allocation per image).
-      thread_local std::vector<uint8_t> planes;
-      thread_local std::vector<uint32_t> A;
+      // The planes' slack beyond the phase planes is only read for discarded
+      // wide pixels; resize() zero-fills it once.
+      thread_local std::vector<uint8_t> scratch;
+      thread_local std::vector<uint32_t> planes;
       thread_local std::vector<int32_t> sx;
       thread_local std::vector<uint8_t> tmp;
-      const auto asz = static_cast<std::size_t>(pk->G * pk->Ppad);
-      if (A.size() < asz) A.resize(asz);
-      if (sx.size() < static_cast<std::size_t>(pk->Ppad)) sx.resize(static_cast<std::size_t>(pk->Ppad));
-      if (tmp.size() < static_cast<std::size_t>(pk->Mpad * pk->Ppad)) tmp.resize(static_cast<std::size_t>(pk->Mpad * pk->Ppad));
-      pack_image(*pk, x + i * p.c * p.h * p.w, planes, A.data());
-      gemm(*pk, A.data(), sx.data(), tmp.data(), y + i * p.m * pk->P);
+      if (planes.size() < static_cast<std::size_t>(pk->planes_dwords)) planes.resize(static_cast<std::size_t>(pk->planes_dwords));
+      if (sx.size() < static_cast<std::size_t>(pk->Qpad)) sx.resize(static_cast<std::size_t>(pk->Qpad));
+      if (tmp.size() < static_cast<std::size_t>(pk->Mpad * pk->Qpad)) tmp.resize(static_cast<std::size_t>(pk->Mpad * pk->Qpad));
+      pack_image(*pk, x + i * p.c * p.h * p.w, scratch, planes.data());
+      gemm(*pk, planes.data(), sx.data(), tmp.data(), y + i * p.m * pk->P);
     });
   });
 }
@@ -375,7 +445,9 @@ std::unique_ptr<OpKernel> make_exact_binary(const ExactBinaryParams& q, ExactIsa
     bvals.push_back(q.b_is_const ? q.b_codes[c] : 0);
   }
   using RowFn = void (*)(const BinaryRow&, const uint8_t*, const uint8_t*, int32_t, uint8_t*, int64_t);
-  RowFn fn = isa == ExactIsa::kScalar ? binary_row_scalar : binary_row_avx2;
+  RowFn fn = isa == ExactIsa::kScalar ? binary_row_scalar
+            : isa == ExactIsa::kAvx2 ? binary_row_avx2
+                                     : binary_row_avx512;
   const bool bconst = q.b_is_const;
   const int64_t inner = q.inner;
   return kernels::make_kernel([rows, bvals, fn, bconst, C, inner](std::span<const Tensor* const> in,

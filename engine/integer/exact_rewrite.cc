@@ -13,12 +13,16 @@
 //   AveragePool over the whole plane / GlobalAveragePool,
 //   Reshape / Flatten (a view of the codes when the Q parameters equal the
 //         DQ's, else one requantization).
+// With SessionOptions::fuse, a Mul/Add-by-constant group reading only a conv
+// group's codes is folded into that conv's output stage (ExactPostOp; same
+// per-element arithmetic, so no code changes).
 // Not rewritten (reference semantics stay): Softmax (float on the dequantized
 // logits, then Q), Transpose/MaxPool on codes, Gemm, everything with per-axis
 // activation parameters and any group whose float intermediate is kept
 // (graph output or fetched tap).
 
 #include <cmath>
+#include <map>
 
 #include "engine/integer/exact.h"
 #include "engine/kernels/common.h"
@@ -149,6 +153,8 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& v) {
   };
 
   std::vector<ExactRewrite> rewrites;
+  std::map<std::size_t, ExactConvParams> conv_params;   // rewrite index -> conv (kernel built at the end)
+  std::map<std::size_t, ExactBinaryParams> const_ops;   // rewrite index -> Mul/Add by a constant
   for (std::size_t si = 0; si < nsteps; ++si) {
     const auto& st = v.steps[si];
     const Node& n = node_of(si);
@@ -209,7 +215,8 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& v) {
       }
       if (!ok) continue;
       if (n.op_type == "Conv") {
-        rw.kernel = make_exact_conv(std::move(q), v.isa);
+        rw.kernel = make_exact_conv(q, v.isa);  // validates; rebuilt below with any fused post ops
+        if (rw.kernel) conv_params[rewrites.size()] = std::move(q);
       } else {
         rw.kernel = make_exact_matmul(std::move(q));
       }
@@ -272,6 +279,7 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& v) {
       bp.scale_y = oq.scale;
       bp.out = oq.out;
       rw.kernel = make_exact_binary(bp, v.isa);
+      if (bp.b_is_const) const_ops[rewrites.size()] = bp;
     } else if (n.op_type == "AveragePool" || n.op_type == "GlobalAveragePool") {
       Codes x;
       if (!codes_of(st.in[0], &x)) continue;
@@ -303,7 +311,59 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& v) {
     rw.out = {oq.y};
     rewrites.push_back(std::move(rw));
   }
-  return rewrites;
+  // Fuse chains conv -> Q -> DQ -> {Mul, Add} by a per-channel constant -> Q
+  // into the conv's output stage when the intermediate codes have no other
+  // reader (and are not fetched).
+  std::vector<bool> merged(rewrites.size(), false);
+  auto single_reader = [&](int id) -> long {
+    if (keep.count(id) || consumers[static_cast<std::size_t>(id)].size() != 1) return -1;
+    return static_cast<long>(consumers[static_cast<std::size_t>(id)][0]);
+  };
+  for (auto& [ci, q] : conv_params) {
+    while (v.fuse) {
+      const int y = rewrites[ci].out[0];
+      const long d = single_reader(y);
+      if (d < 0 || node_of(static_cast<std::size_t>(d)).op_type != "DequantizeLinear") break;
+      const long op_step = single_reader(v.steps[static_cast<std::size_t>(d)].out[0]);
+      if (op_step < 0) break;
+      long j = -1;
+      for (const auto& [bi, bp] : const_ops)
+        if (!merged[bi] && rewrites[bi].drop[0] == static_cast<std::size_t>(op_step) && rewrites[bi].in.size() == 1 &&
+            rewrites[bi].in[0] == y)
+          j = static_cast<long>(bi);
+      if (j < 0) break;
+      const ExactBinaryParams& bp = const_ops[static_cast<std::size_t>(j)];
+      if (bp.channels != q.p.m || bp.inner != q.p.out_h * q.p.out_w) break;
+      ExactPostOp op;
+      op.is_mul = bp.is_mul;
+      op.za = bp.zp_a;
+      op.out = bp.out;
+      for (int64_t c = 0; c < bp.channels; ++c) {
+        const std::size_t pc = bp.scale_b.size() == 1 ? 0 : static_cast<std::size_t>(c);
+        const int32_t bz = bp.b_codes[static_cast<std::size_t>(c)] - bp.zp_b[bp.zp_b.size() == 1 ? 0 : static_cast<std::size_t>(c)];
+        if (bp.is_mul) {  // as make_exact_binary
+          op.bz.push_back(bz);
+          op.m.push_back(static_cast<float>(bp.scale_a * bp.scale_b[pc]) / bp.scale_y);
+        } else {
+          op.m.push_back(bp.scale_a / bp.scale_y);
+          const float mb = bp.scale_b[pc] / bp.scale_y;
+          op.tb.push_back(static_cast<float>(bz) * mb);
+        }
+      }
+      q.post.push_back(std::move(op));
+      auto& r = rewrites[ci];
+      auto& o = rewrites[static_cast<std::size_t>(j)];
+      r.out = o.out;
+      r.at = o.at;
+      r.drop.insert(r.drop.end(), o.drop.begin(), o.drop.end());
+      merged[static_cast<std::size_t>(j)] = true;
+    }
+    if (!q.post.empty()) rewrites[ci].kernel = make_exact_conv(q, v.isa);
+  }
+  std::vector<ExactRewrite> out;
+  for (std::size_t i = 0; i < rewrites.size(); ++i)
+    if (!merged[i]) out.push_back(std::move(rewrites[i]));
+  return out;
 }
 
 }  // namespace qpipe::integer

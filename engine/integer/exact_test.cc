@@ -36,6 +36,7 @@ int32_t ref_out(int64_t acc, float mult, const ExactOutput& o) {
 }
 
 int32_t code(uint8_t raw, bool is_signed) { return is_signed ? static_cast<int8_t>(raw) : raw; }
+int32_t code_of_out(uint8_t raw, const ExactOutput& o) { return code(raw, o.is_signed); }
 
 // Seven-loop int64 convolution with zero points: sum (x - zx)(w - zw) + b, padding skipped.
 std::vector<uint8_t> ref_conv(const ExactConvParams& q, const std::vector<uint8_t>& x, int64_t n) {
@@ -143,6 +144,61 @@ TEST_P(ExactConvIsa, MatchesInt64ReferenceOnResNet8ShapesBitForBit) {
       EXPECT_EQ(diffs, 0u) << c.name << " variant " << v << " (" << exact_isa_name(isa) << "): first diff at " << first
                            << " got " << int(got[first < got.size() ? first : 0]) << " want "
                            << int(want[first < want.size() ? first : 0]);
+    }
+  }
+}
+
+TEST_P(ExactConvIsa, FusedPostOpsMatchTheDocumentedFormula) {
+  const ExactIsa isa = GetParam();
+  if (!exact_isa_supported(isa)) GTEST_SKIP() << "CPU lacks " << exact_isa_name(isa) << "; path not tested here";
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (const auto& c : {kCases[1], kCases[5], kCases[8]}) {
+    ExactConvParams q = random_conv(c.p, true, true, false, false, rng);
+    const ExactConvParams plain = q;
+    // conv codes -> Mul by a per-channel constant -> Add of a per-channel constant (+ Relu).
+    ExactPostOp mul, add;
+    mul.is_mul = true;
+    mul.za = q.out.zp;
+    mul.out.is_signed = true;
+    mul.out.zp = byte(rng) - 128;
+    add.za = mul.out.zp;
+    add.out.is_signed = false;
+    add.out.zp = byte(rng);
+    add.out.relu = true;
+    for (int64_t m = 0; m < c.p.m; ++m) {
+      mul.bz.push_back(byte(rng) - 128);
+      mul.m.push_back(std::ldexp(1.f + static_cast<float>(byte(rng)) / 256.f, -6));
+      add.m.push_back(0.5f + static_cast<float>(byte(rng)) / 256.f);
+      add.tb.push_back(static_cast<float>(byte(rng) - 128) * 0.37f);
+    }
+    q.post = {mul, add};
+    std::vector<uint8_t> x(static_cast<std::size_t>(c.p.n * c.p.c * c.p.h * c.p.w));
+    for (auto& b : x) b = static_cast<uint8_t>(byte(rng));
+    const auto base = ref_conv(plain, x, c.p.n);
+    auto k = make_exact_conv(q, isa);
+    ASSERT_TRUE(k);
+    const auto got = run_conv(*k, q, x);
+    const int64_t plane = c.p.out_h * c.p.out_w;
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      const auto m = static_cast<std::size_t>((static_cast<int64_t>(i) / plane) % c.p.m);
+      int32_t code = code_of_out(base[i], plain.out);
+      for (const ExactPostOp* op : {&mul, &add}) {
+        const int32_t a = code - op->za;
+        volatile float t;
+        float v;
+        if (op->is_mul) {
+          v = static_cast<float>(a * op->bz[m]) * op->m[m];
+        } else {
+          t = static_cast<float>(a) * op->m[m];
+          v = t + op->tb[m];
+        }
+        v = std::fmin(std::fmax(v, -65536.f), 65536.f);
+        int32_t r = static_cast<int32_t>(std::nearbyint(v)) + op->out.zp;
+        if (op->out.relu) r = std::max(r, op->out.zp);
+        code = std::clamp(r, op->out.is_signed ? -128 : 0, op->out.is_signed ? 127 : 255);
+      }
+      ASSERT_EQ(code_of_out(got[i], add.out), code) << c.name << " element " << i << " (" << exact_isa_name(isa) << ")";
     }
   }
 }
@@ -308,16 +364,17 @@ TEST(ExactModel, QpipeUint8ModelAgreesWithReferenceSemantics) {
               static_cast<long long>(a.same));
 }
 
-// Scalar vs the best SIMD path, batch 1 vs 64, 1 vs 2 threads: identical logits.
+// Scalar vs the best SIMD path, batch 1 vs 64, 1 vs 2 threads, fused vs unfused: identical logits.
 TEST(ExactModel, PathsBatchesAndThreadsGiveIdenticalOutputs) {
   QPIPE_REQUIRE_SHARED(shared);
   const Model m = load_onnx(shared + "/models/resnet8_int8_ort_reference.onnx");
   auto ds = open_cifar10(shared + "/data/cifar-10-batches-bin", Cifar10Split::kTest);
   const Tensor images = ds.read_batch(0, 64).images;
-  SessionOptions fast_o, port_o;
-  fast_o.exec_mode = port_o.exec_mode = "exact";
+  SessionOptions fast_o, port_o, unfused_o;
+  fast_o.exec_mode = port_o.exec_mode = unfused_o.exec_mode = "exact";
   port_o.force_portable = true;
-  Session fast(m, fast_o), port(m, port_o);
+  unfused_o.fuse = false;  // BatchNorm Mul/Add groups as separate elementwise kernels
+  Session fast(m, fast_o), port(m, port_o), unfused(m, unfused_o);
   const std::string logits = "dense/logits_q";
   auto run = [&](const Session& s, int threads, int64_t batch) {
     std::vector<uint8_t> all;
@@ -335,6 +392,7 @@ TEST(ExactModel, PathsBatchesAndThreadsGiveIdenticalOutputs) {
   ASSERT_EQ(a.size(), 640u);
   EXPECT_EQ(a, run(fast, 1, 1)) << exact_isa_name(exact_best_isa(false)) << ": batch 1 / 1 thread differs";
   EXPECT_EQ(a, run(port, 2, 64)) << "scalar path differs from " << exact_isa_name(exact_best_isa(false));
+  EXPECT_EQ(a, run(unfused, 2, 64)) << "fusing Mul/Add into the conv output stage changed a code";
 }
 
 TEST(ExactModel, UnknownModeListsExact) {
