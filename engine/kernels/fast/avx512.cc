@@ -211,11 +211,15 @@ QPIPE_AVX512 void build_wide_planes_avx512(const WideConv& wc, const float* x, f
             _mm512_mask_storeu_ps(dst + pc.dst, pc.store_mask, _mm512_maskz_loadu_ps(pc.lo_mask, row + pc.src));
           }
         } else {
+          __m512 lo = zero, hi = zero;
           for (int64_t i = 0; i < np; ++i) {
             const WideConv::Piece& pc = pieces[i];
-            const __m512 lo = _mm512_maskz_loadu_ps(pc.lo_mask, row + pc.src);
-            const __m512 hi = _mm512_maskz_loadu_ps(pc.hi_mask, row + pc.src + 16);
-            _mm512_mask_storeu_ps(dst + pc.dst, pc.store_mask, _mm512_permutex2var_ps(lo, even, hi));
+            if (!pc.reuse) {
+              lo = _mm512_maskz_loadu_ps(pc.lo_mask, row + pc.src);
+              hi = _mm512_maskz_loadu_ps(pc.hi_mask, row + pc.src + 16);
+            }
+            const __m512i idx = _mm512_add_epi32(even, _mm512_set1_epi32(pc.shift));
+            _mm512_mask_storeu_ps(dst + pc.dst, pc.store_mask, _mm512_permutex2var_ps(lo, idx, hi));
           }
         }
       }

@@ -129,9 +129,10 @@ WideConv make_wide_conv(const ConvGeometry& g, const float* w, int mr, int nv) {
     for (int64_t t = std::max<int64_t>(lo, 0); t < std::min<int64_t>(hi, 16); ++t) m |= 1u << t;
     return static_cast<uint16_t>(m);
   };
-  for (int64_t jj = 0; jj < wc.J; ++jj) {
-    if (!used[static_cast<std::size_t>(jj)]) continue;
-    for (int64_t q0 = 0; q0 < wc.row_width; q0 += 16) {
+  for (int64_t q0 = 0; q0 < wc.row_width; q0 += 16) {
+    int64_t window = -1;  // src of the last loaded window at this q0
+    for (int64_t jj = 0; jj < wc.J; ++jj) {
+      if (!used[static_cast<std::size_t>(jj)]) continue;
       WideConv::Piece pc;
       pc.dst = static_cast<int32_t>(jj * wc.plane + q0);
       // Source column of lane 0.
@@ -140,6 +141,13 @@ WideConv make_wide_conv(const ConvGeometry& g, const float* w, int mr, int nv) {
       pc.lo_mask = lanes(-c0, g.w - c0);
       pc.hi_mask = lanes(-c0 - 16, g.w - c0 - 16);
       pc.store_mask = lanes(0, wc.row_width - q0);
+      const int64_t last = std::min<int64_t>(16, wc.row_width - q0) - 1;  // last lane stored
+      if (g.sw == 2 && window >= 0 && c0 >= window && c0 - window + 2 * last <= 31) {
+        pc.reuse = true;
+        pc.shift = static_cast<uint8_t>(c0 - window);
+      } else {
+        window = c0;
+      }
       wc.pieces.push_back(pc);
     }
   }

@@ -110,9 +110,15 @@ struct WideConv {
   // lo_mask for columns src + [0, 16), hi_mask for src + [16, 32)) and is
   // stored at dst (relative to plane (c, a, 0) row r) under store_mask.
   // Column planes that no tap reads have no pieces.
+  // With stride 2, pieces are ordered by q0 and a piece whose columns lie in
+  // the previous loaded 32-column window has `shift` = src - that window's
+  // src and `reuse` set: the AVX-512 builder then permutes the loaded pair
+  // again instead of loading (same values; the portable builder ignores it).
   struct Piece {
     int32_t dst = 0, src = 0;
     uint16_t lo_mask = 0, hi_mask = 0, store_mask = 0;
+    uint8_t shift = 0;
+    bool reuse = false;
   };
   std::vector<Piece> pieces;
 };
