@@ -11,9 +11,9 @@
 // The arithmetic of every op is written out in quant/integer_arithmetic.md
 // ("exec_mode = exact"). Session (engine/session.cc) calls
 // plan_exact_rewrites() once per plan and swaps the returned kernels in for
-// the DQ -> op [-> Relu] -> Q groups they replace; everything else (the
-// graph input's QuantizeLinear, Softmax on dequantized logits, the output
-// DequantizeLinear) keeps reference float32 semantics.
+// the DQ -> op [-> Relu] -> Q groups they replace (and the graph input's
+// Transpose + QuantizeLinear); everything else (Softmax on dequantized
+// logits, the output DequantizeLinear) keeps reference float32 semantics.
 //
 // ISA paths (run-time dispatch, engine/kernels/fast/cpu.h style): AVX-512
 // VNNI (vpdpbusd: u8 x s8, four products summed into int32 without
@@ -122,6 +122,12 @@ std::unique_ptr<OpKernel> make_exact_global_avgpool(int64_t count, bool x_signed
 std::unique_ptr<OpKernel> make_exact_requantize(bool x_signed, int32_t zp_x, float scale_x, float scale_y,
                                                 ExactOutput out, bool view);
 
+// Transpose NHWC -> NCHW of float input followed by QuantizeLinear (per
+// tensor): the graph input's group, codes written in NCHW order. Each code is
+// reference::quantize_value (sat(rne(x / s) + zp), NaN -> zp clamped as the
+// reference kernel), so the codes equal the reference plan's bit for bit.
+std::unique_ptr<OpKernel> make_exact_quantize_nhwc(float scale, int32_t zp, bool is_signed, ExactIsa isa);
+
 // ---- Graph rewrite (used by engine/session.cc) ----------------------------
 
 struct ExactStepView {
@@ -173,6 +179,17 @@ struct ConvPack {
   int64_t Mpad = 0;
   int64_t planes_dwords = 0;     // CG * sh * sw * plane (+ Qpad + 64 slack for the wide reads)
   std::vector<int64_t> aoff;     // [G]
+  std::vector<bool> row_phase_used;  // [sh]: phases no tap reads are not packed
+  // Direct stores of 16 wide-pixel codes (AVX-512 path): for vector v the
+  // segments seg_begin[v]..seg_begin[v+1] each move lanes to the front
+  // (pshufb `shuf`) and store `mask` bytes at y + m * P + off.
+  struct StoreSeg {
+    int64_t off = 0;
+    uint16_t mask = 0;
+    uint8_t shuf[16] = {};
+  };
+  std::vector<int32_t> seg_begin;
+  std::vector<StoreSeg> segs;
   std::vector<uint32_t> w4;      // [Mpad][G]   (VNNI and scalar)
   std::vector<uint32_t> w16;     // [Mpad][G][2] int16 pairs (w0,w2), (w1,w3) (AVX2)
   std::vector<int32_t> c;        // [Mpad] bias - zx*sum(w) + K*zx*zw
@@ -220,6 +237,9 @@ struct BinaryRow {
 void binary_row_scalar(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
 void binary_row_avx2(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
 void binary_row_avx512(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n);
+// QuantizeLinear of n floats (reference::quantize_value per element) to codes.
+void quantize_row_scalar(const float* x, int64_t n, float scale, int32_t zp, bool is_signed, uint8_t* y);
+void quantize_row_avx512(const float* x, int64_t n, float scale, int32_t zp, bool is_signed, uint8_t* y);
 
 }  // namespace exact_detail
 }  // namespace qpipe::integer

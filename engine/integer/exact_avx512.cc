@@ -18,7 +18,7 @@ namespace {
 // One register block: 4 output channels x NP vectors of 16 wide pixels.
 template <int NP>
 QPIPE_VNNI inline void vnni_block(const ConvPack& pk, const uint32_t* planes, const int32_t* sx, int64_t pb, int64_t mb,
-                                  uint8_t* tmp) {
+                                  uint8_t* y) {
   const int64_t G = pk.G, M = pk.p.m;
   const int64_t* aoff = pk.aoff.data();
   __m512i acc[4][NP];
@@ -78,8 +78,10 @@ QPIPE_VNNI inline void vnni_block(const ConvPack& pk, const uint32_t* planes, co
       for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av[j], b);
     }
   }
-  const __m512i zp = _mm512_set1_epi32(pk.out.zp), lo = _mm512_set1_epi32(pk.out.lo()), hi = _mm512_set1_epi32(pk.out.hi());
-  const __m512 fmin = _mm512_set1_ps(-65536.f), fmax = _mm512_set1_ps(65536.f);
+  // Output stages. sat[lo,hi](rne(v) + zp) is computed as rne(clamp(v, lo - zp, hi - zp)) + zp: with integer
+  // bounds the two are equal for every v (and the +-65536 clamp never binds inside these bounds).
+  const __m512 flo = _mm512_set1_ps(static_cast<float>(pk.out.lo() - pk.out.zp));
+  const __m512 fhi = _mm512_set1_ps(static_cast<float>(pk.out.hi() - pk.out.zp));
   for (int r = 0; r < 4; ++r) {
     const int64_t m = mb + r;
     if (m >= M) break;
@@ -90,26 +92,35 @@ QPIPE_VNNI inline void vnni_block(const ConvPack& pk, const uint32_t* planes, co
       __m512i v = _mm512_add_epi32(acc[r][j], c);
       if (pk.any_zw) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(zw, _mm512_loadu_si512(sx + pb + 16 * j)));
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
-      f = _mm512_min_ps(_mm512_max_ps(f, fmin), fmax);
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
-      q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+      __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(f, flo), fhi));  // code - zp
+      int32_t zp_cur = pk.out.zp;
       for (const ExactPostOp& op : pk.post) {  // fused Mul/Add by a per-channel constant
         constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         const auto mu = static_cast<std::size_t>(m);
-        const __m512i a = _mm512_sub_epi32(q, _mm512_set1_epi32(op.za));
-        __m512 v;
+        const __m512 a = _mm512_cvtepi32_ps(_mm512_add_epi32(q, _mm512_set1_epi32(zp_cur - op.za)));  // code - za
+        __m512 t;
         if (op.is_mul) {
-          v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(a, _mm512_set1_epi32(op.bz[mu]))),
+          // float32(a) * float32(bz) is exact (|a * bz| < 2^24), i.e. float32(a * bz).
+          t = _mm512_mul_round_ps(_mm512_mul_round_ps(a, _mm512_set1_ps(static_cast<float>(op.bz[mu])), kRne),
                                   _mm512_set1_ps(op.m[mu]), kRne);
         } else {
-          v = _mm512_add_round_ps(_mm512_mul_round_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(op.m[mu]), kRne),
-                                  _mm512_set1_ps(op.tb[mu]), kRne);
+          t = _mm512_add_round_ps(_mm512_mul_round_ps(a, _mm512_set1_ps(op.m[mu]), kRne), _mm512_set1_ps(op.tb[mu]), kRne);
         }
-        v = _mm512_min_ps(_mm512_max_ps(v, fmin), fmax);
-        q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(op.out.zp));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(op.out.lo())), _mm512_set1_epi32(op.out.hi()));
+        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(static_cast<float>(op.out.lo() - op.out.zp))),
+                          _mm512_set1_ps(static_cast<float>(op.out.hi() - op.out.zp)));
+        q = _mm512_cvtps_epi32(t);
+        zp_cur = op.out.zp;
       }
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(tmp + m * pk.Qpad + pb + 16 * j), _mm512_cvtepi32_epi8(q));
+      q = _mm512_add_epi32(q, _mm512_set1_epi32(zp_cur));
+      // Straight into y: each row segment's lanes moved to the front, masked store.
+      const __m128i bytes = _mm512_cvtepi32_epi8(q);
+      const int64_t vi = (pb + 16 * j) / 16;
+      uint8_t* ym = y + m * pk.P;
+      for (int32_t sgi = pk.seg_begin[static_cast<std::size_t>(vi)]; sgi < pk.seg_begin[static_cast<std::size_t>(vi + 1)]; ++sgi) {
+        const ConvPack::StoreSeg& sg = pk.segs[static_cast<std::size_t>(sgi)];
+        const __m128i moved = _mm_shuffle_epi8(bytes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(sg.shuf)));
+        _mm_mask_storeu_epi8(ym + sg.off, sg.mask, moved);
+      }
     }
   }
 }
@@ -130,10 +141,10 @@ QPIPE_VNNI void gemm_avx512vnni(const ConvPack& pk, const uint32_t* planes, int3
   }
   int64_t pb = 0;
   for (; pb + 64 <= Q16; pb += 64)
-    for (int64_t mb = 0; mb < pk.Mpad; mb += 4) vnni_block<4>(pk, planes, sx, pb, mb, tmp);
+    for (int64_t mb = 0; mb < pk.Mpad; mb += 4) vnni_block<4>(pk, planes, sx, pb, mb, y);
   for (; pb < Q16; pb += 16)
-    for (int64_t mb = 0; mb < pk.Mpad; mb += 4) vnni_block<1>(pk, planes, sx, pb, mb, tmp);
-  copy_valid(pk, tmp, y);
+    for (int64_t mb = 0; mb < pk.Mpad; mb += 4) vnni_block<1>(pk, planes, sx, pb, mb, y);
+  (void)tmp;  // the vectors are stored straight into y (no copy_valid)
 }
 
 // Elementwise Add/Mul row, 16 lanes: the AVX2 path's operations at twice the width.
@@ -169,7 +180,26 @@ QPIPE_VNNI void binary_row_avx512(const BinaryRow& r, const uint8_t* a, const ui
   if (i < n) binary_row_avx2(r, a + i, bp ? bp + i : nullptr, bv, y + i, n - i);
 }
 
+// reference::quantize_value per lane: rne(x / s) in float32 (vdivps, vrndscaleps),
+// + zp, NaN -> 0, clamp; |rne| >= 2^24 saturates either way, so float32 is exact here.
+QPIPE_VNNI void quantize_row_avx512(const float* x, int64_t n, float scale, int32_t zp, bool is_signed, uint8_t* y) {
+  const __m512 s = _mm512_set1_ps(scale), z = _mm512_set1_ps(static_cast<float>(zp));
+  const __m512 lo = _mm512_set1_ps(is_signed ? -128.f : 0.f), hi = _mm512_set1_ps(is_signed ? 127.f : 255.f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + i), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 v = _mm512_add_ps(q, z);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_setzero_ps());
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+  }
+  if (i < n) quantize_row_scalar(x + i, n - i, scale, zp, is_signed, y + i);
+}
+
 #else
+void quantize_row_avx512(const float* x, int64_t n, float scale, int32_t zp, bool is_signed, uint8_t* y) {
+  quantize_row_scalar(x, n, scale, zp, is_signed, y);
+}
 void binary_row_avx512(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, int32_t bv, uint8_t* y, int64_t n) {
   binary_row_scalar(r, a, bp, bv, y, n);
 }

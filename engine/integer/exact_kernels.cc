@@ -9,6 +9,7 @@
 #include "engine/integer/exact.h"
 #include "engine/kernels/common.h"
 #include "engine/kernels/fast/cpu.h"
+#include "engine/kernels/reference/quantize_linear.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -125,7 +126,8 @@ void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& scra
     const int64_t nreal = std::min<int64_t>(4, p.c - 4 * cg);
     uint32_t zxd = 0;  // a padding dword: zx for real channels, 0 beyond C
     for (int64_t r = 0; r < nreal; ++r) zxd |= static_cast<uint32_t>(zx) << (8 * r);
-    for (int64_t a = 0; a < p.sh; ++a)
+    for (int64_t a = 0; a < p.sh; ++a) {
+      if (!pk.row_phase_used[static_cast<std::size_t>(a)]) continue;  // e.g. 1x1 stride 2 reads phase 0 only
       for (int64_t hs = 0; hs < pk.Hs; ++hs) {
         const int64_t h = hs * p.sh + a - p.pad_top;
         uint32_t* dst0 = planes + ((cg * p.sh + a) * p.sw) * pk.plane + hs * pk.Ws;
@@ -174,6 +176,7 @@ void pack_image(const ConvPack& pk, const uint8_t* x, std::vector<uint8_t>& scra
         for (; ws < pk.Ws; ++ws)
           for (int64_t b = 0; b < sw; ++b) dst0[b * plane + ws] = drow[ws * sw + b];
       }
+    }
   }
 }
 
@@ -280,9 +283,36 @@ void binary_row_scalar(const BinaryRow& r, const uint8_t* a, const uint8_t* bp, 
   }
 }
 
+void quantize_row_scalar(const float* x, int64_t n, float scale, int32_t zp, bool is_signed, uint8_t* y) {
+  if (is_signed) {
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<uint8_t>(reference::quantize_value<int8_t, float>(x[i], scale, zp));
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = reference::quantize_value<uint8_t, float>(x[i], scale, zp);
+  }
+}
+
 }  // namespace exact_detail
 
 using namespace exact_detail;
+
+std::unique_ptr<OpKernel> make_exact_quantize_nhwc(float scale, int32_t zp, bool is_signed, ExactIsa isa) {
+  if (!exact_isa_supported(isa)) isa = ExactIsa::kScalar;
+  const auto row = isa == ExactIsa::kAvx512Vnni ? quantize_row_avx512 : quantize_row_scalar;
+  return kernels::make_kernel([=](std::span<const Tensor* const> in, std::span<Tensor* const> out) {
+    const Shape& xs = in[0]->shape();  // [N, H, W, C]
+    const int64_t n = xs[0], H = xs[1], W = xs[2], C = xs[3], HW = H * W;
+    const float* x = in[0]->data<float>();
+    uint8_t* y = static_cast<uint8_t*>(out[0]->raw());
+    kernels::parallel_for_each(n, [&](int64_t i) {
+      thread_local std::vector<uint8_t> codes;  // NHWC codes of one image (grows once)
+      if (codes.size() < static_cast<std::size_t>(HW * C)) codes.resize(static_cast<std::size_t>(HW * C));
+      row(x + i * HW * C, HW * C, scale, zp, is_signed, codes.data());
+      uint8_t* yi = y + i * HW * C;
+      for (int64_t p = 0; p < HW; ++p)
+        for (int64_t c = 0; c < C; ++c) yi[c * HW + p] = codes[static_cast<std::size_t>(p * C + c)];
+    });
+  });
+}
 
 namespace {
 
@@ -322,6 +352,28 @@ std::unique_ptr<OpKernel> make_exact_conv(ExactConvParams q, ExactIsa isa) {
   pk->out = q.out;
   const auto Mp = static_cast<std::size_t>(pk->Mpad), G = static_cast<std::size_t>(pk->G);
   pk->aoff.resize(G);
+  {
+    const int64_t nvec = (pk->Q + 15) / 16;
+    for (int64_t vi = 0; vi < nvec; ++vi) {
+      pk->seg_begin.push_back(static_cast<int32_t>(pk->segs.size()));
+      for (int64_t l = 0; l < 16;) {
+        const int64_t q = vi * 16 + l, r = q / pk->Ws, c = q % pk->Ws;
+        const int64_t seg = std::min<int64_t>(16 - l, pk->Ws - c);
+        const int64_t valid = r < p.out_h ? std::max<int64_t>(0, std::min<int64_t>(seg, p.out_w - c)) : 0;
+        if (valid > 0) {
+          ConvPack::StoreSeg sg;
+          sg.off = r * p.out_w + c;
+          sg.mask = static_cast<uint16_t>((1u << valid) - 1u);
+          for (int t = 0; t < 16; ++t) sg.shuf[t] = static_cast<uint8_t>(t < valid ? l + t : 0x80);
+          pk->segs.push_back(sg);
+        }
+        l += seg;
+      }
+    }
+    pk->seg_begin.push_back(static_cast<int32_t>(pk->segs.size()));
+  }
+  pk->row_phase_used.assign(static_cast<std::size_t>(p.sh), false);
+  for (int64_t i = 0; i < p.kh; ++i) pk->row_phase_used[static_cast<std::size_t>((i * p.dh) % p.sh)] = true;
   for (int64_t i = 0; i < p.kh; ++i)
     for (int64_t j = 0; j < p.kw; ++j)
       for (int64_t cg = 0; cg < pk->CG; ++cg) {

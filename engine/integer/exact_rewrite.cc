@@ -16,6 +16,8 @@
 // With SessionOptions::fuse, a Mul/Add-by-constant group reading only a conv
 // group's codes is folded into that conv's output stage (ExactPostOp; same
 // per-element arithmetic, so no code changes).
+//   Transpose NHWC -> NCHW of a float tensor followed by Q (the graph input):
+//         quantized in the reference kernel's arithmetic, written transposed.
 // Not rewritten (reference semantics stay): Softmax (float on the dequantized
 // logits, then Q), Transpose/MaxPool on codes, Gemm, everything with per-axis
 // activation parameters and any group whose float intermediate is kept
@@ -296,6 +298,14 @@ std::vector<ExactRewrite> plan_exact_rewrites(const ExactPlanView& v) {
       if (!out_q(st.out[0], &oq)) continue;
       rw.kernel = make_exact_global_avgpool(xs[2] * xs[3], x.is_signed, x.zp, x.scale, oq.scale, oq.out);
       rw.in = {x.id};
+    } else if (n.op_type == "Transpose") {
+      // The float input's NHWC -> NCHW transpose and its QuantizeLinear, as one kernel.
+      const ValueDesc& xd = descs[static_cast<std::size_t>(st.in[0])];
+      if (xd.constant || xd.dtype != DType::kFloat32 || xd.shape.size() != 4) continue;
+      if (n.attr_ints("perm") != std::vector<int64_t>{0, 3, 1, 2}) continue;
+      if (!out_q(st.out[0], &oq) || oq.out.relu) continue;
+      rw.kernel = make_exact_quantize_nhwc(oq.scale, oq.out.zp, oq.out.is_signed, v.isa);
+      rw.in = {st.in[0]};
     } else if (n.op_type == "Reshape" || n.op_type == "Flatten") {
       Codes x;
       if (!codes_of(st.in[0], &x) || !out_q(st.out[0], &oq)) continue;

@@ -15,6 +15,7 @@
 #include "engine/evaluate.h"
 #include "engine/graph.h"
 #include "engine/integer/exact.h"
+#include "engine/kernels/reference/quantize_linear.h"
 #include "engine/io/cifar10.h"
 #include "engine/session.h"
 #include "quant/calibrate.h"
@@ -275,6 +276,43 @@ TEST_P(ExactConvIsa, BinaryOpsMatchTheDocumentedFormula) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, ExactConvIsa, ::testing::ValuesIn(kIsas),
                          [](const auto& info) { return std::string(exact_isa_name(info.param)); });
+
+TEST(ExactKernels, InputQuantizeTransposeEqualsTheReferenceQuantizeLinear) {
+  // Ties (k + 0.5) * s, NaN, infinities, out-of-range values and raw pixels, NHWC [2, 3, 5, 3].
+  const float s = 0.5f;
+  std::vector<float> x;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-300.f, 300.f);
+  for (int i = 0; i < 90; ++i) {
+    switch (i % 6) {
+      case 0: x.push_back((static_cast<float>(i) - 45.f + 0.5f) * s); break;
+      case 1: x.push_back(i == 7 ? std::nanf("") : (i == 13 ? INFINITY : -INFINITY)); break;
+      default: x.push_back(u(rng));
+    }
+  }
+  const Tensor xt = Tensor::from<float>({2, 3, 5, 3}, x);
+  for (bool is_signed : {true, false}) {
+    const int32_t zp = is_signed ? -3 : 128;
+    for (ExactIsa isa : kIsas) {
+      if (!exact_isa_supported(isa)) continue;
+      auto k = make_exact_quantize_nhwc(s, zp, is_signed, isa);
+      Tensor y(is_signed ? DType::kInt8 : DType::kUInt8, {2, 3, 3, 5});
+      const Tensor* in[] = {&xt};
+      Tensor* out[] = {&y};
+      k->eval(in, out);
+      const auto* yr = static_cast<const uint8_t*>(y.raw());
+      for (int64_t n = 0; n < 2; ++n)
+        for (int64_t h = 0; h < 3; ++h)
+          for (int64_t w = 0; w < 5; ++w)
+            for (int64_t c = 0; c < 3; ++c) {
+              const float v = x[static_cast<std::size_t>(((n * 3 + h) * 5 + w) * 3 + c)];
+              const int32_t want = is_signed ? reference::quantize_value<int8_t, float>(v, s, zp)
+                                             : reference::quantize_value<uint8_t, float>(v, s, zp);
+              ASSERT_EQ(code(yr[((n * 3 + c) * 3 + h) * 5 + w], is_signed), want) << exact_isa_name(isa) << " x=" << v;
+            }
+    }
+  }
+}
 
 TEST(ExactKernels, GlobalAveragePoolRoundsHalfToEvenOnTheIntegerSum) {
   // Planes of 4 int8 codes, zp_x = -128: sums (x + 128) = 6, 5, 13 over 4 -> 1.5 -> 2, 1.25 -> 1, 3.25 -> 3.
