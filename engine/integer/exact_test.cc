@@ -429,6 +429,7 @@ TEST(ExactModel, PathsBatchesAndThreadsGiveIdenticalOutputs) {
   const auto a = run(fast, 2, 64);
   ASSERT_EQ(a.size(), 640u);
   EXPECT_EQ(a, run(fast, 1, 1)) << exact_isa_name(exact_best_isa(false)) << ": batch 1 / 1 thread differs";
+  EXPECT_EQ(a, run(fast, 2, 1)) << exact_isa_name(exact_best_isa(false)) << ": batch 1 / 2 threads differs";
   EXPECT_EQ(a, run(port, 2, 64)) << "scalar path differs from " << exact_isa_name(exact_best_isa(false));
   EXPECT_EQ(a, run(unfused, 2, 64)) << "fusing Mul/Add into the conv output stage changed a code";
 }
