@@ -22,7 +22,11 @@ namespace qpipe {
 struct SessionOptions {
   // How QuantizeLinear/DequantizeLinear-wrapped ops are executed.
   //  reference: every Q and DQ as the ONNX spec defines, float32 between them.
-  // Further modes (exact integer, ort-avx2) are selected here as they land.
+  //  ort-avx2:  ONNX Runtime 1.30's fused integer kernels on AVX2 without VNNI
+  //             (engine/integer/ort_avx2.h), MLAS float order elsewhere.
+  //  exact:     int8/uint8 codes between ops, exact int32 accumulation, float32
+  //             requantization (engine/integer/exact.h).
+  // Every mode's arithmetic is written out in quant/integer_arithmetic.md.
   std::string exec_mode = "reference";
   // Evaluate in float64: float32 initializers and feeds are widened, every
   // float op runs in double with the reference kernels. For tests and for
