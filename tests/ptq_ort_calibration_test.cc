@@ -64,18 +64,34 @@ constexpr OrtRange kOrt130[] = {
     {"dense/logits", 0xc1e21399u, 0x41a0dfe5u, 0xc1e21399u, 0x41a0dfe5u},
 };
 
-std::string hex(float v) { return fmt::format("{:a} (0x{:08x})", v, std::bit_cast<uint32_t>(v)); }
-
-TEST(OrtOrderCalibration, RangesAreBitIdenticalToOnnxRuntime130) {
-  QPIPE_REQUIRE_SHARED(shared);
-  const Model fp32 = load_onnx(shared + "/models/resnet8.onnx");
+// The FP32 model, the study's draw-1 calibration images and the tensors ORT's
+// QDQ quantizer calibrates.
+struct StudyCalibration {
+  Model fp32;
+  CalibrationImages calib;
+  std::vector<std::string> tensors;
+};
+StudyCalibration study_calibration(const std::string& shared) {
+  StudyCalibration s;
+  s.fp32 = load_onnx(shared + "/models/resnet8.onnx");
   CalibrationSetSpec spec;
   spec.sampler = "numpy";
   spec.seed = 42;
   spec.per_class = 100;
   spec.draw = 1;
-  const CalibrationImages calib = load_calibration_images(shared + "/data/cifar-10-batches-bin", spec);
-  const std::vector<std::string> tensors = plan_qdq(fp32.graph, QuantConfig{}).tensors_to_calibrate();
+  s.calib = load_calibration_images(shared + "/data/cifar-10-batches-bin", spec);
+  s.tensors = plan_qdq(s.fp32.graph, QuantConfig{}).tensors_to_calibrate();
+  return s;
+}
+
+std::string hex(float v) { return fmt::format("{:a} (0x{:08x})", v, std::bit_cast<uint32_t>(v)); }
+
+TEST(OrtOrderCalibration, RangesAreBitIdenticalToOnnxRuntime130) {
+  QPIPE_REQUIRE_SHARED(shared);
+  const StudyCalibration st = study_calibration(shared);
+  const Model& fp32 = st.fp32;
+  const CalibrationImages& calib = st.calib;
+  const std::vector<std::string>& tensors = st.tensors;
   ASSERT_EQ(tensors.size(), std::size(kOrt130));
   for (int threads : {2, 1}) {
     SCOPED_TRACE(::testing::Message() << "ORT intra-op threads " << threads);
@@ -102,14 +118,10 @@ TEST(OrtOrderCalibration, QpipeOrderDiffersFromOrtInTheLastBits) {
   // The reason the option exists: with the engine's own order some ranges
   // differ from ORT's by an ulp or more (here: conv2d_1 and others).
   QPIPE_REQUIRE_SHARED(shared);
-  const Model fp32 = load_onnx(shared + "/models/resnet8.onnx");
-  CalibrationSetSpec spec;
-  spec.sampler = "numpy";
-  spec.seed = 42;
-  spec.per_class = 100;
-  spec.draw = 1;
-  const CalibrationImages calib = load_calibration_images(shared + "/data/cifar-10-batches-bin", spec);
-  const std::vector<std::string> tensors = plan_qdq(fp32.graph, QuantConfig{}).tensors_to_calibrate();
+  const StudyCalibration st = study_calibration(shared);
+  const Model& fp32 = st.fp32;
+  const CalibrationImages& calib = st.calib;
+  const std::vector<std::string>& tensors = st.tensors;
   const std::map<std::string, Range> ranges = calibrate(Session(fp32), calib.images, tensors, CalibrationOptions{}).ranges();
   int differing = 0;
   for (const OrtRange& want : kOrt130) {

@@ -14,6 +14,7 @@
 
 #include "engine/error.h"
 #include "engine/kernel.h"
+#include "engine/kernels/reference/conv.h"
 
 namespace qpipe::kernels {
 
@@ -37,6 +38,12 @@ struct Geometry2D {
   int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
 };
 Geometry2D conv_geometry(const Node& node, const Shape& x, int64_t kh, int64_t kw, bool ceil_mode = false);
+
+// im2col of one NCHW image for a group-1 convolution: col[K, P] with rows
+// k = (c, i, j) and columns the output pixels in row-major order, zeros where
+// the tap falls in the padding (engine/kernels/conv.cc). MLAS uses the same
+// layout, so the ORT-order kernels share it.
+void im2col(const reference::ConvParams& p, const float* x, float* col);
 
 // Numpy broadcasting: the output shape, or an error naming both shapes.
 Shape broadcast_shapes(const Node& node, const Shape& a, const Shape& b);

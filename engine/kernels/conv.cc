@@ -30,11 +30,8 @@
 #include "engine/kernels/reference/conv.h"
 
 namespace qpipe::kernels {
-namespace {
 
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Fills col[K, P] for one image.
+// Fills col[K, P] for one image (declared in common.h).
 void im2col(const reference::ConvParams& p, const float* x, float* col) {
   const int64_t P = p.out_h * p.out_w;
   for (int64_t c = 0; c < p.c; ++c)
@@ -67,6 +64,10 @@ void im2col(const reference::ConvParams& p, const float* x, float* col) {
         }
       }
 }
+
+namespace {
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // A per-thread, 64-byte aligned scratch buffer that only grows (plane rows
 // then start on cache lines, and the AVX-512 loads of 16-pixel vectors are

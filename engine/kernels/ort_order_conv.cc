@@ -258,29 +258,15 @@ struct Geometry {
   int64_t c, h, w, m, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w;
 };
 
-// MLAS's im2col (MlasConvIm2Col): rows k = (c, i, j), columns = output pixels.
-void im2col(const Geometry& g, const float* x, float* col) {
-  const int64_t P = g.out_h * g.out_w;
-  for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        float* row = col + ((c * g.kh + i) * g.kw + j) * P;
-        const float* xc = x + c * g.h * g.w;
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const int64_t h = oh * g.sh - g.pad_top + i * g.dh;
-          float* dst = row + oh * g.out_w;
-          for (int64_t ow = 0; ow < g.out_w; ++ow) {
-            const int64_t ww = ow * g.sw - g.pad_left + j * g.dw;
-            dst[ow] = (h >= 0 && h < g.h && ww >= 0 && ww < g.w) ? xc[h * g.w + ww] : 0.0f;
-          }
-        }
-      }
-}
-
 class OrtOrderConv final : public OpKernel {
  public:
   OrtOrderConv(Geometry g, OrtConvSchedule schedule, bool direct, bool has_bias, bool avx2)
-      : g_(g), schedule_(std::move(schedule)), direct_(direct), has_bias_(has_bias), avx2_(avx2) {}
+      : g_(g),
+        params_{1, g.c, g.h, g.w, g.m, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left, g.out_h, g.out_w},
+        schedule_(std::move(schedule)),
+        direct_(direct),
+        has_bias_(has_bias),
+        avx2_(avx2) {}
 
   void eval(std::span<const Tensor* const> in, std::span<Tensor* const> out) const override {
     const Tensor& x = *in[0];
@@ -297,7 +283,7 @@ class OrtOrderConv final : public OpKernel {
       const float* cols = xi;
       if (!direct_) {
         col.resize(static_cast<std::size_t>(K * P));
-        im2col(g_, xi, col.data());
+        im2col(params_, xi, col.data());  // MLAS's im2col layout (MlasConvIm2Col)
         cols = col.data();
       }
       std::vector<float> tmp(static_cast<std::size_t>(P));
@@ -326,6 +312,7 @@ class OrtOrderConv final : public OpKernel {
 
  private:
   Geometry g_;
+  reference::ConvParams params_;
   OrtConvSchedule schedule_;
   bool direct_, has_bias_, avx2_;
 };
