@@ -169,7 +169,7 @@ std::shared_ptr<const Plan> Session::Impl::build_plan(const std::vector<Shape>& 
     Prepared prepared;
     try {
       if (ort_conv_order && node.op_type == "Conv")
-        prepared = kernels::prepare_conv_ort_order(node, in, options.ort_intra_op_threads);
+        prepared = kernels::prepare_conv_ort_order(node, in, options.ort_intra_op_threads, options.force_portable);
       else if (ort_conv_order && node.op_type == "MatMul")
         prepared = kernels::prepare_matmul_ort_order(node, in);
       else

@@ -319,7 +319,8 @@ class OrtOrderConv final : public OpKernel {
 
 }  // namespace
 
-Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads) {
+Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads,
+                                bool force_portable) {
   // Validation and output shape: exactly as the regular Conv.
   Prepared p = prepare_conv(node, in, PrepareContext{});
   if (in[0].dtype != DType::kFloat32) return p;
@@ -339,7 +340,7 @@ Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in,
   // Session also prepares models at placeholder shapes (dynamic dims = 1).
   OrtConvSchedule schedule = ort_conv_schedule(g.m, g.c, g.kh, g.kw, P, pointwise, intra_op_threads);
   const bool has_bias = in.size() > 2 && !node.inputs[2].empty();
-  p.kernel = std::make_unique<OrtOrderConv>(g, std::move(schedule), pointwise, has_bias, fast::use_avx2(false));
+  p.kernel = std::make_unique<OrtOrderConv>(g, std::move(schedule), pointwise, has_bias, fast::use_avx2(force_portable));
   return p;
 }
 

@@ -52,7 +52,10 @@ namespace qpipe::kernels {
 
 // Prepares `node` (a float32 Conv; inputs as prepare_conv) to run in MLAS
 // order for `intra_op_threads` threads.
-Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads);
+// force_portable selects the plain C++ path (std::fma) even on AVX2 CPUs;
+// both paths give identical bits.
+Prepared prepare_conv_ort_order(const Node& node, std::span<const ValueDesc> in, int intra_op_threads,
+                                bool force_portable = false);
 
 // MatMul (A [..., M, K] x constant 2-D B) as ORT computes it: B prepacked,
 // one FMA chain per 256-deep K slice per output element (the single-row

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <bit>
 #include <cmath>
 #include <random>
 
@@ -197,6 +199,29 @@ TEST(OrtOrderConv, BatchSizeAndThreadsOfTheCallerDoNotMatter) {
     std::copy(x.data<float>() + i * 4096, x.data<float>() + (i + 1) * 4096, one.data<float>());
     const Tensor y = s.run(one)[0];
     for (int64_t j = 0; j < 4096; ++j) ASSERT_EQ(y.data<float>()[j], all.data<float>()[i * 4096 + j]);
+  }
+}
+
+TEST(OrtOrderConv, PortableAndAvx2PathsGiveIdenticalBits) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const auto [c, m, hw, k, stride, pad] : {std::array<int64_t, 6>{16, 32, 16, 3, 2, 1},
+                                                std::array<int64_t, 6>{64, 64, 8, 3, 1, 1},
+                                                std::array<int64_t, 6>{5, 7, 9, 3, 1, 1}}) {
+    std::vector<float> w(static_cast<std::size_t>(m * c * k * k)), b(static_cast<std::size_t>(m));
+    for (auto& v : w) v = nd(rng) * 0.1f;
+    for (auto& v : b) v = nd(rng);
+    Tensor x(DType::kFloat32, {2, c, hw, hw});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::max(0.0f, nd(rng)) * 3.0f;
+    SessionOptions so;
+    so.conv_order = "ort";
+    const Tensor fast = Session(conv_model(c, m, k, stride, pad, w, b), so).run(x)[0];
+    so.force_portable = true;
+    const Tensor portable = Session(conv_model(c, m, k, stride, pad, w, b), so).run(x)[0];
+    ASSERT_EQ(fast.numel(), portable.numel());
+    for (int64_t i = 0; i < fast.numel(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(fast.data<float>()[i]), std::bit_cast<uint32_t>(portable.data<float>()[i]))
+          << "element " << i << " c=" << c << " m=" << m;
   }
 }
 
