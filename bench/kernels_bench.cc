@@ -195,13 +195,27 @@ void set_counters(benchmark::State& state, double flops_per_iter, double items_p
   state.counters["items/s"] = benchmark::Counter(iters * items_per_iter, benchmark::Counter::kIsRate);
 }
 
+// The conv case `layer` of the model, or null after marking the benchmark
+// skipped (model missing or fewer convs).
+const ConvCase* conv_case(benchmark::State& state, const ResNet8Cases& c, int64_t layer) {
+  if (!c.error.empty()) {
+    state.SkipWithError(("cannot load resnet8.onnx (set QPIPE_SHARED): " + c.error).c_str());
+    return nullptr;
+  }
+  if (layer >= static_cast<int64_t>(c.convs.size())) {
+    state.SkipWithError("the model has fewer convs");
+    return nullptr;
+  }
+  return &c.convs[static_cast<std::size_t>(layer)];
+}
+
 void run_conv(benchmark::State& state, bool portable) {
   const int64_t layer = state.range(0), batch = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const ResNet8Cases& c = cases();
-  if (!c.error.empty()) return state.SkipWithError(("cannot load resnet8.onnx (set QPIPE_SHARED): " + c.error).c_str());
-  if (layer >= static_cast<int64_t>(c.convs.size())) return state.SkipWithError("the model has fewer convs");
-  const ConvCase& cc = c.convs[static_cast<std::size_t>(layer)];
+  const ConvCase* found = conv_case(state, c, layer);
+  if (!found) return;
+  const ConvCase& cc = *found;
   const Tensor x = first_images(cc.x, batch);
   std::vector<qpipe::ValueDesc> in = {{DType::kFloat32, x.shape(), nullptr}, {DType::kFloat32, cc.w.shape(), &cc.w}};
   if (cc.b.numel() > 0) in.push_back({DType::kFloat32, cc.b.shape(), &cc.b});
@@ -271,9 +285,9 @@ void run_qlinear_conv(benchmark::State& state) {
   const int64_t layer = state.range(0), batch = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const ResNet8Cases& c = cases();
-  if (!c.error.empty()) return state.SkipWithError(("cannot load resnet8.onnx (set QPIPE_SHARED): " + c.error).c_str());
-  if (layer >= static_cast<int64_t>(c.convs.size())) return state.SkipWithError("the model has fewer convs");
-  const ConvCase& cc = c.convs[static_cast<std::size_t>(layer)];
+  const ConvCase* found = conv_case(state, c, layer);
+  if (!found) return;
+  const ConvCase& cc = *found;
   qpipe::integer::QLinearConvParams qp;
   qp.p = int_geometry(cc, batch, c.opset);
   qp.w = random_weights(cc.w.numel());
@@ -292,9 +306,9 @@ void run_exact_conv(benchmark::State& state, bool portable) {
   const int64_t layer = state.range(0), batch = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const ResNet8Cases& c = cases();
-  if (!c.error.empty()) return state.SkipWithError(("cannot load resnet8.onnx (set QPIPE_SHARED): " + c.error).c_str());
-  if (layer >= static_cast<int64_t>(c.convs.size())) return state.SkipWithError("the model has fewer convs");
-  const ConvCase& cc = c.convs[static_cast<std::size_t>(layer)];
+  const ConvCase* found = conv_case(state, c, layer);
+  if (!found) return;
+  const ConvCase& cc = *found;
   qpipe::integer::ExactConvParams ep;
   ep.p = int_geometry(cc, batch, c.opset);
   const std::vector<int8_t> w = random_weights(cc.w.numel());
